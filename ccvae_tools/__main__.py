@@ -1,0 +1,3 @@
+from ccvae_tools.cli import main
+
+main()
