@@ -1,0 +1,267 @@
+"""The CCVAE network (method.md section 2).
+
+z = (z_c, z_s): label i owns the block z_c^i of d_i coordinates (default 1); z_s is free style.
+- encoder q(z|x) = N(mu(x), diag sigma(x)^2), sigma = softplus(.) clamped to >= 1e-3
+- decoder mean of p(x|z), pixels in [0, 1] (ends in a sigmoid); p(x|z) is Laplace with scale b
+- conditional prior p(z_c^i | y_i = k) = N(mu_{i,k}, diag sigma_{i,k}^2), a learned table
+- classifier q(y_i | z_c^i) = softmax(A_i z_c^i + b_i), block-diagonal: label i sees only z_c^i
+- label prior p(y_i) = Cat(pi_i), class frequencies of the labelled training data (a buffer)
+
+Labels may have different numbers of classes K_i and block sizes d_i. Per-label tables are stored
+padded to (L, K_max, D_max) with masks, so every per-label computation is one batched operation.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ccvae_tools.data.base import Label
+
+MIN_SCALE = 1e-3
+ARCHITECTURE = "ccvae-conv"
+# Encoder widths of the stride-2 convolutions for each supported image size. The 64 px entry is
+# the paper's network (3->32->32->64->128, then 4x4 to 1x1 with 256 channels).
+DEFAULT_WIDTHS = {32: (32, 64, 128), 64: (32, 32, 64, 128), 128: (32, 32, 64, 128, 128)}
+
+
+@dataclass
+class ModelConfig:
+    """Everything that fixes the network's shapes. Stored in the weights file as JSON."""
+
+    image_size: int = 64
+    channels: int = 3
+    labels: list[Label] = field(default_factory=list)
+    label_dims: list[int] = field(default_factory=list)   # d_i per label; empty = 1 each
+    z_style: int = 27
+    likelihood_scale: float = 1.0                        # b of the Laplace p(x|z)
+    widths: tuple[int, ...] = ()                           # empty = DEFAULT_WIDTHS[image_size]
+    hidden: int = 256
+    architecture: str = ARCHITECTURE
+
+    def __post_init__(self) -> None:
+        if self.image_size not in DEFAULT_WIDTHS and not self.widths:
+            raise ValueError(f"image size {self.image_size} is not supported "
+                             f"(use one of {sorted(DEFAULT_WIDTHS)})")
+        if not self.widths:
+            self.widths = DEFAULT_WIDTHS[self.image_size]
+        self.widths = tuple(int(w) for w in self.widths)
+        if self.image_size != 4 * 2 ** len(self.widths):
+            raise ValueError(f"{len(self.widths)} downsampling layers do not fit {self.image_size} px")
+        if not self.label_dims:
+            self.label_dims = [1] * len(self.labels)
+        if len(self.label_dims) != len(self.labels) or min(self.label_dims, default=1) < 1:
+            raise ValueError("label_dims must give one size >= 1 per label")
+        if self.channels not in (1, 3):
+            raise ValueError("channels must be 1 or 3")
+
+    @property
+    def z_char(self) -> int:
+        return sum(self.label_dims)
+
+    @property
+    def z_dim(self) -> int:
+        return self.z_char + self.z_style
+
+    def to_json(self) -> dict:
+        d = asdict(self)
+        d["labels"] = [lab.to_json() for lab in self.labels]
+        d["widths"] = list(self.widths)
+        return d
+
+    @staticmethod
+    def from_json(d: dict) -> "ModelConfig":
+        d = dict(d)
+        d["labels"] = [Label.from_json(x) for x in d["labels"]]
+        d["widths"] = tuple(d.get("widths", ()))
+        known = ModelConfig.__dataclass_fields__
+        return ModelConfig(**{k: v for k, v in d.items() if k in known})
+
+
+def _softplus_scale(raw: torch.Tensor) -> torch.Tensor:
+    return F.softplus(raw).clamp_min(MIN_SCALE)
+
+
+def _full(t: torch.Tensor) -> torch.Tensor:
+    """Bring bf16/fp16 activations (autocast) back to at least fp32 for the objective."""
+    return t.float() if t.dtype in (torch.float16, torch.bfloat16) else t
+
+
+def _inverse_softplus(y: float) -> float:
+    return math.log(math.expm1(y))
+
+
+class Encoder(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        layers: list[nn.Module] = []
+        c = cfg.channels
+        for w in cfg.widths:
+            layers += [nn.Conv2d(c, w, 4, 2, 1), nn.ReLU(inplace=True)]
+            c = w
+        layers += [nn.Conv2d(c, cfg.hidden, 4, 1, 0), nn.ReLU(inplace=True), nn.Flatten()]
+        self.body = nn.Sequential(*layers)
+        self.loc = nn.Linear(cfg.hidden, cfg.z_dim)
+        self.scale = nn.Linear(cfg.hidden, cfg.z_dim)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = self.body(x)
+        return self.loc(h), self.scale(h)
+
+
+class Decoder(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.hidden = cfg.hidden
+        self.fc = nn.Linear(cfg.z_dim, cfg.hidden)
+        widths = list(reversed(cfg.widths))
+        layers: list[nn.Module] = [nn.ReLU(inplace=True),
+                                   nn.ConvTranspose2d(cfg.hidden, widths[0], 4, 1, 0), nn.ReLU(inplace=True)]
+        outs = widths[1:] + [cfg.channels]
+        for i, (cin, cout) in enumerate(zip(widths, outs)):
+            layers.append(nn.ConvTranspose2d(cin, cout, 4, 2, 1))
+            if i < len(outs) - 1:
+                layers.append(nn.ReLU(inplace=True))
+        self.body = nn.Sequential(*layers)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        h = self.fc(z).view(-1, self.hidden, 1, 1)
+        return torch.sigmoid(self.body(h))
+
+
+class CCVAE(nn.Module):
+    """Encoder, decoder, conditional prior table, block-diagonal classifier and label prior."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        L = len(cfg.labels)
+        if L == 0:
+            raise ValueError("a CCVAE needs at least one label")
+        kmax = max(lab.num_classes for lab in cfg.labels)
+        dmax = max(cfg.label_dims)
+        self.num_labels, self.kmax, self.dmax = L, kmax, dmax
+        self.encoder = Encoder(cfg)
+        self.decoder = Decoder(cfg)
+
+        class_mask = torch.zeros(L, kmax, dtype=torch.bool)
+        dim_mask = torch.zeros(L, dmax, dtype=torch.bool)
+        # index of each padded (label, dim) slot into z_c with one extra zero column at the end
+        gather = torch.full((L, dmax), cfg.z_char, dtype=torch.long)
+        mu0 = torch.zeros(L, kmax, dmax)
+        start = 0
+        for i, (lab, d) in enumerate(zip(cfg.labels, cfg.label_dims)):
+            k = lab.num_classes
+            class_mask[i, :k] = True
+            dim_mask[i, :d] = True
+            gather[i, :d] = torch.arange(start, start + d)
+            start += d
+            # class means apart along the block's first axis: -2 and +2 for a binary label
+            mu0[i, :k, 0] = torch.linspace(-2.0, 2.0, k)
+        self.register_buffer("class_mask", class_mask, persistent=False)
+        self.register_buffer("dim_mask", dim_mask, persistent=False)
+        self.register_buffer("gather_index", gather, persistent=False)
+
+        self.prior_loc = nn.Parameter(mu0)
+        self.prior_raw_scale = nn.Parameter(torch.full((L, kmax, dmax), _inverse_softplus(1.0)))
+        # classifier logits_k = A_k . z + b_k; A = mu0 / 4 gives sigmoid(1 * z + 0) for a binary label
+        self.cls_weight = nn.Parameter(mu0 / 4.0)
+        self.cls_bias = nn.Parameter(torch.zeros(L, kmax))
+        log_pi = torch.where(class_mask, -torch.log(class_mask.sum(1, keepdim=True).float()),
+                             torch.tensor(float("-inf")))
+        self.register_buffer("log_pi", log_pi)  # set from the training labels by set_label_prior
+
+    # -- shapes -----------------------------------------------------------------------------------
+    def split(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """z (..., Z) -> z_c (..., sum d_i), z_s (..., d_s)."""
+        return z[..., : self.cfg.z_char], z[..., self.cfg.z_char:]
+
+    def blocks(self, z_c: torch.Tensor) -> torch.Tensor:
+        """z_c (..., sum d_i) -> padded per-label blocks (..., L, D_max); padding is 0."""
+        padded = torch.cat([z_c, z_c.new_zeros(z_c.shape[:-1] + (1,))], dim=-1)
+        return padded[..., self.gather_index]
+
+    def label_slice(self, i: int) -> slice:
+        start = sum(self.cfg.label_dims[:i])
+        return slice(start, start + self.cfg.label_dims[i])
+
+    # -- the distributions ----------------------------------------------------------------------
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """q(z|x): images (B, C, H, W) in [0, 1] -> (mu, sigma), each (B, Z)."""
+        loc, raw = self.encoder(x)
+        return _full(loc), _softplus_scale(_full(raw))
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """Mean of p(x|z): (B, Z) -> images (B, C, H, W) in [0, 1]."""
+        return self.decoder(z)
+
+    def prior_scale(self) -> torch.Tensor:
+        return _softplus_scale(self.prior_raw_scale)
+
+    def prior_params(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Means and scales of p(z_c^i | y_i = k), each (L, K_max, D_max) (padding is meaningless)."""
+        return self.prior_loc, self.prior_scale()
+
+    def class_logits(self, z_c: torch.Tensor) -> torch.Tensor:
+        """Logits of q(y_i | z_c^i): (..., sum d_i) -> (..., L, K_max); invalid classes are -inf."""
+        zb = self.blocks(z_c)
+        logits = torch.einsum("...ld,lkd->...lk", zb, self.cls_weight) + self.cls_bias
+        return logits.masked_fill(~self.class_mask, float("-inf"))
+
+    def log_q_y(self, z_c: torch.Tensor) -> torch.Tensor:
+        """log q(y_i = k | z_c^i): (..., L, K_max); invalid classes are -inf."""
+        return torch.log_softmax(self.class_logits(z_c), dim=-1)
+
+    def log_p_zc_given_y(self, z_c: torch.Tensor) -> torch.Tensor:
+        """log p(z_c^i | y_i = k) for every class k: (..., sum d_i) -> (..., L, K_max)."""
+        zb = self.blocks(z_c).unsqueeze(-2)                       # (..., L, 1, D)
+        loc, scale = self.prior_params()
+        lp = -0.5 * ((zb - loc) / scale) ** 2 - torch.log(scale) - 0.5 * math.log(2 * math.pi)
+        lp = lp * self.dim_mask.unsqueeze(1)                       # drop padded dims
+        lp = lp.sum(-1)
+        return lp.masked_fill(~self.class_mask, float("-inf"))
+
+    def log_likelihood(self, x: torch.Tensor, x_mean: torch.Tensor) -> torch.Tensor:
+        """log p(x|z) under the Laplace with scale b, summed over pixels: (B,)."""
+        b = self.cfg.likelihood_scale
+        return (-(x - _full(x_mean)).abs() / b - math.log(2 * b)).flatten(1).sum(1)
+
+    # -- label prior ------------------------------------------------------------------------------
+    @torch.no_grad()
+    def set_label_prior(self, labels: torch.Tensor) -> None:
+        """pi_i = class frequencies among observed labels (NaN = missing), add-one smoothed."""
+        for i, lab in enumerate(self.cfg.labels):
+            col = labels[:, i]
+            col = col[~torch.isnan(col)].long()
+            counts = torch.bincount(col, minlength=lab.num_classes)[: lab.num_classes].float() + 1.0
+            self.log_pi[i, : lab.num_classes] = torch.log(counts / counts.sum())
+
+    def label_prior(self) -> torch.Tensor:
+        """pi as probabilities (L, K_max), 0 for invalid classes."""
+        return self.log_pi.exp()
+
+    # -- predictions ------------------------------------------------------------------------------
+    @torch.no_grad()
+    def predict_proba(self, x: torch.Tensor, draws: int = 0) -> torch.Tensor:
+        """q(y_i | x) per label, (B, L, K_max). draws = 0 uses the posterior mean code alone."""
+        mu, sigma = self.encode(x)
+        mu_c, _ = self.split(mu)
+        if draws <= 0:
+            return self.log_q_y(mu_c).exp()
+        sig_c, _ = self.split(sigma)
+        eps = torch.randn((draws,) + mu_c.shape, device=mu_c.device)
+        return self.log_q_y(mu_c + sig_c * eps).exp().mean(0)
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor, observed: torch.Tensor, draws: int = 100):
+        """Per-example terms of the CCVAE bound (see ccvae_tools.objective.ccvae_bound)."""
+        from ccvae_tools.objective import ccvae_bound
+
+        return ccvae_bound(self, x, y, observed, draws=draws)
+
+
+def num_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())

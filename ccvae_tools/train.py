@@ -1,0 +1,675 @@
+"""`ccvae train`: options, run folders, the training loop, checkpoints and exact resume.
+
+A run folder holds options.json (resolved before the first step), metrics.jsonl (one line per
+evaluation), previews/, model.safetensors (inference weights + metadata, rewritten atomically at
+every checkpoint) and state.pt (optimiser, counters and RNG states for --resume; loaded with
+weights_only=True, and only from a run folder this program wrote).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ccvae_tools.console import err, info, warn
+from ccvae_tools.data.base import TRAIN, VALID, TEST, Decoded
+from ccvae_tools.errors import TrainingError, UsageError
+
+
+@dataclass
+class TrainOptions:
+    data: str = ""
+    format: str = "auto"
+    labels: list[str] | None = None
+    sup_frac: float = 1.0
+    sup_select: str = "first"          # "first" (the paper) or "random" (seeded)
+    sup_oversample: float = 1.0        # times each labelled example is seen per epoch (1 = paper)
+    epochs: int = 50
+    batch_size: int = 200
+    lr: float = 1e-4
+    z_style: int = 27
+    label_dim: int = 1
+    image_size: int = 64
+    crop: str = "auto"
+    uncertain: str = "ignore"
+    likelihood_scale: float = 1.0
+    draws: int = 100                   # K fresh draws for q^(y_O | x)
+    device: str = "auto"
+    precision: str = "fp32"
+    out: str = "runs"
+    seed: int = 0
+    preset: str | None = None
+    eval_every: int = 1                # epochs
+    preview_every: int = 5             # epochs (0: never)
+    checkpoint_minutes: float = 5.0    # also at every epoch end
+    max_eval: int = 5000               # validation images per evaluation
+    max_steps: int = 0                 # stop after this many steps in total (0: no limit)
+    workers: int = 0                   # processes for decoding the cache (0: one per core)
+    on_bad: str = "skip"               # unreadable images: skip or fail
+    cache_dir: str | None = None
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # The paper's CelebA protocol: 18 labels, 64 px squashed frames, z = 18 + 27, Adam 1e-4, batch 200.
+    "paper": dict(format="celeba", labels=None, image_size=64, crop="squash", z_style=27, lr=1e-4,
+                  batch_size=200, epochs=200, draws=100),
+    # The shipped default: generated avatars (`ccvae data avatars`), trained on a CPU.
+    "avatars": dict(format="celeba", image_size=64, crop="auto", z_style=27, lr=5e-4, batch_size=128,
+                    epochs=40, draws=100),
+}
+
+
+def resolve_options(explicit: dict[str, Any]) -> TrainOptions:
+    """Defaults, then the preset, then what the user gave explicitly (None = not given)."""
+    given = {k: v for k, v in explicit.items() if v is not None}
+    preset = given.get("preset")
+    values: dict[str, Any] = {}
+    if preset is not None:
+        if preset not in PRESETS:
+            raise UsageError(f"unknown --preset {preset!r}; choose one of {', '.join(PRESETS)}")
+        values.update(PRESETS[preset])
+    values.update(given)
+    known = {f.name for f in fields(TrainOptions)}
+    unknown = set(values) - known
+    if unknown:
+        raise UsageError(f"unknown training options: {', '.join(sorted(unknown))}")
+    opts = TrainOptions(**values)
+    _check(opts)
+    return opts
+
+
+def _check(o: TrainOptions) -> None:
+    if not 0.0 < o.sup_frac <= 1.0:
+        raise UsageError(f"--sup-frac must be in (0, 1], got {o.sup_frac}")
+    if o.sup_select not in ("first", "random"):
+        raise UsageError("--sup-select must be 'first' or 'random'")
+    if o.sup_oversample < 1.0:
+        raise UsageError("--sup-oversample must be >= 1")
+    if o.precision not in ("fp32", "bf16", "fp16"):
+        raise UsageError("--precision must be fp32, bf16 or fp16")
+    if o.device not in ("auto", "cpu", "cuda", "mps") and not o.device.startswith("cuda:"):
+        raise UsageError("--device must be auto, cpu, cuda or mps")
+    if o.image_size not in (32, 64, 128):
+        raise UsageError("--image-size must be 32, 64 or 128")
+    for name in ("epochs", "batch_size", "draws"):
+        if getattr(o, name) < 1:
+            raise UsageError(f"--{name.replace('_', '-')} must be at least 1")
+    if o.on_bad not in ("skip", "fail"):
+        raise UsageError("--on-bad must be skip or fail")
+
+
+# ----------------------------------------------------------------------------------------------
+# run folders and atomic files
+# ----------------------------------------------------------------------------------------------
+
+_RUN_RE = re.compile(r"^(\d{5})-")
+
+
+def new_run_dir(out: Path, data_name: str, sup_frac: float) -> Path:
+    out.mkdir(parents=True, exist_ok=True)
+    nums = [int(m.group(1)) for p in out.iterdir() if (m := _RUN_RE.match(p.name))]
+    n = max(nums, default=-1) + 1
+    while True:
+        run = out / f"{n:05d}-{data_name}-sup{sup_frac:g}"
+        try:
+            run.mkdir()
+            return run
+        except FileExistsError:
+            n += 1
+
+
+def find_resume_run(spec: str, out: Path) -> Path:
+    """--resume RUN (a run folder) or auto (the newest run in --out with resume state)."""
+    if spec != "auto":
+        run = Path(spec)
+        if not (run / "state.pt").exists():
+            raise UsageError(f"--resume {spec}: no resume state (state.pt) in that folder")
+        return run
+    runs = sorted((p for p in out.glob("*") if _RUN_RE.match(p.name) and (p / "state.pt").exists()),
+                  key=lambda p: p.name)
+    if not runs:
+        raise UsageError(f"--resume auto: no run with resume state under {out}")
+    return runs[-1]
+
+
+def atomic_write_bytes(path: Path, writer) -> None:
+    """Call writer(tmp_path), then rename over path: a reader never sees a half-written file."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        writer(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def write_json(path: Path, obj: Any) -> None:
+    def w(tmp: str) -> None:
+        with open(tmp, "w") as f:
+            json.dump(obj, f, indent=2)
+            f.write("\n")
+    atomic_write_bytes(path, w)
+
+
+# ----------------------------------------------------------------------------------------------
+# data preparation
+# ----------------------------------------------------------------------------------------------
+
+def labelled_mask(labels: np.ndarray, train_idx: np.ndarray, opts: TrainOptions) -> np.ndarray:
+    """Which train examples keep their labels: the first sup_frac of the train split (the paper's
+    semantics), or a seeded random share. Returns a bool array over all examples."""
+    n_lab = int(round(opts.sup_frac * len(train_idx)))
+    n_lab = max(n_lab, 1) if len(train_idx) else 0
+    if opts.sup_select == "first":
+        chosen = train_idx[:n_lab]
+    else:
+        chosen = np.sort(np.random.default_rng([opts.seed, 7]).permutation(train_idx)[:n_lab])
+    keep = np.zeros(len(labels), dtype=bool)
+    keep[chosen] = True
+    return keep
+
+
+def epoch_order(train_idx: np.ndarray, labelled: np.ndarray, opts: TrainOptions, epoch: int,
+                ) -> np.ndarray:
+    """The epoch's example order: every train example once, labelled ones `sup_oversample` times
+    (fractional part drawn), shuffled by (seed, epoch) so that a resumed run sees the same order."""
+    rng = np.random.default_rng([opts.seed, epoch])
+    idx = train_idx
+    extra = opts.sup_oversample - 1.0
+    if extra > 0:
+        lab = train_idx[labelled[train_idx]]
+        reps = [lab] * int(math.floor(extra))
+        frac = extra - math.floor(extra)
+        if frac > 0:
+            reps.append(rng.permutation(lab)[: int(round(frac * len(lab)))])
+        idx = np.concatenate([idx] + reps)
+    return rng.permutation(idx)
+
+
+class Batches:
+    """Gather batches of images and labels, from a memory map or from the device."""
+
+    def __init__(self, data: Decoded, labels: np.ndarray, device, on_device: bool):
+        import torch
+
+        self.torch = torch
+        self.device = device
+        self.labels = torch.from_numpy(np.ascontiguousarray(labels)).to(device)
+        self.images = data.images
+        self.dev_images = None
+        if on_device:
+            self.dev_images = torch.from_numpy(np.ascontiguousarray(data.images)).to(device)
+
+    def get(self, idx: np.ndarray):
+        torch = self.torch
+        if self.dev_images is not None:
+            ti = torch.from_numpy(idx).to(self.device)
+            x = self.dev_images.index_select(0, ti)
+        else:
+            order = np.argsort(idx, kind="stable")          # sequential reads from the memmap
+            rows = np.empty((len(idx),) + self.images.shape[1:], dtype=np.uint8)
+            rows[order] = self.images[idx[order]]
+            x = torch.from_numpy(rows).to(self.device, non_blocking=True)
+            ti = torch.from_numpy(idx).to(self.device)
+        x = x.float().div_(255.0)
+        lab = self.labels.index_select(0, ti)
+        observed = ~torch.isnan(lab)
+        y = torch.nan_to_num(lab, nan=0.0).long()
+        return x, y, observed
+
+
+def pick_device(name: str):
+    import torch
+
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise UsageError("--device cuda: no CUDA device is available here (use --device cpu or auto)")
+    if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise UsageError("--device mps: MPS is not available here (use --device cpu or auto)")
+    return torch.device(name)
+
+
+# ----------------------------------------------------------------------------------------------
+# evaluation
+# ----------------------------------------------------------------------------------------------
+
+def label_metrics(pred: np.ndarray, truth: np.ndarray, majority: np.ndarray, names: list[str]) -> dict:
+    """Per-label accuracy, balanced accuracy and the majority-class baseline on observed entries.
+
+    pred, truth: (N, L) class indices (truth NaN = missing); majority: (L,) majority class of train.
+    """
+    acc, bal, base, count = {}, {}, {}, {}
+    for i, name in enumerate(names):
+        obs = ~np.isnan(truth[:, i])
+        if not obs.any():
+            continue
+        t = truth[obs, i].astype(int)
+        p = pred[obs, i]
+        acc[name] = float((p == t).mean())
+        recalls = [float((p[t == c] == c).mean()) for c in np.unique(t)]
+        bal[name] = float(np.mean(recalls))
+        base[name] = float((t == majority[i]).mean())
+        count[name] = int(obs.sum())
+    out = {"accuracy": acc, "balanced_accuracy": bal, "majority_baseline": base, "count": count}
+    if acc:
+        out["mean_accuracy"] = float(np.mean(list(acc.values())))
+        out["mean_balanced_accuracy"] = float(np.mean(list(bal.values())))
+        out["mean_majority_baseline"] = float(np.mean(list(base.values())))
+    return out
+
+
+def majority_classes(labels: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    out = np.zeros(labels.shape[1], dtype=int)
+    for i in range(labels.shape[1]):
+        col = labels[idx, i]
+        col = col[~np.isnan(col)].astype(int)
+        if len(col):
+            out[i] = int(np.bincount(col).argmax())
+    return out
+
+
+def evaluate(model, batches: Batches, idx: np.ndarray, true_labels: np.ndarray, majority: np.ndarray,
+             batch_size: int, draws: int, autocast) -> dict:
+    """Validation metrics: mean bound, L1 reconstruction error, posterior-mean label accuracy."""
+    import torch
+
+    from ccvae_tools.objective import ccvae_bound
+
+    was_training = model.training
+    model.eval()
+    preds, bounds, recon = [], [], []
+    with torch.no_grad():
+        for s in range(0, len(idx), batch_size):
+            b = idx[s: s + batch_size]
+            x, y, observed = batches.get(b)
+            obs = torch.from_numpy(~np.isnan(true_labels[b])).to(x.device)
+            yt = torch.from_numpy(np.nan_to_num(true_labels[b], nan=0.0)).long().to(x.device)
+            with autocast():
+                terms = ccvae_bound(model, x, yt, obs, draws=draws)
+                mu, _ = model.encode(x)
+                x_hat = model.decode(mu).float()
+            bounds.append(terms.bound.float().cpu())
+            recon.append((x_hat - x).abs().flatten(1).mean(1).cpu())
+            mu_c, _ = model.split(mu)
+            preds.append(model.log_q_y(mu_c).argmax(-1).cpu())
+    model.train(was_training)
+    pred = torch.cat(preds).numpy()
+    out = label_metrics(pred, true_labels[idx], majority, [lab.name for lab in model.cfg.labels])
+    out["bound"] = float(torch.cat(bounds).mean())
+    out["recon_l1"] = float(torch.cat(recon).mean())
+    out["images"] = int(len(idx))
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# previews
+# ----------------------------------------------------------------------------------------------
+
+def write_preview(model, batches: Batches, idx: np.ndarray, path: Path, max_labels: int = 8) -> None:
+    """A PNG: originals and reconstructions, then one traversal row per label for the first image."""
+    import torch
+    from PIL import Image
+
+    from ccvae_tools.interventions import traverse
+
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        x, _, _ = batches.get(idx[:8])
+        mu, _ = model.encode(x)
+        rows = [x, model.decode(mu).float()]
+        steps = x.shape[0]
+        for i in range(min(max_labels, len(model.cfg.labels))):
+            rows.append(model.decode(traverse(model, mu[:1], i, steps=steps)[0]).float())
+    model.train(was_training)
+    grid = torch.cat([torch.cat(list(r), dim=2) for r in rows], dim=1)   # C, rows*H, steps*W
+    arr = (grid.clamp(0, 1) * 255).round().byte().cpu().numpy()
+    img = Image.fromarray(arr[0] if arr.shape[0] == 1 else arr.transpose(1, 2, 0))
+    atomic_write_bytes(path, lambda tmp: img.save(tmp, format="PNG"))
+
+
+# ----------------------------------------------------------------------------------------------
+# the loop
+# ----------------------------------------------------------------------------------------------
+
+@dataclass
+class Dist:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def init_distributed(device_name: str) -> Dist:
+    """Join a torchrun process group when WORLD_SIZE > 1 (NCCL on CUDA, gloo on the CPU)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return Dist()
+    import torch
+    import torch.distributed as td
+
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    use_cuda = torch.cuda.is_available() and device_name in ("auto", "cuda")
+    if use_cuda:
+        torch.cuda.set_device(local)
+    td.init_process_group("nccl" if use_cuda else "gloo")
+    return Dist(td.get_rank(), td.get_world_size(), local)
+
+
+def train(opts: TrainOptions, resume: str | None = None, dry_run: bool = False) -> Path:
+    """Run (or resume) a training run; returns the run folder."""
+    import torch
+
+    from ccvae_tools.data.cache import load_decoded
+    from ccvae_tools.data.readers import open_catalog
+    from ccvae_tools.data.report import make_report
+    from ccvae_tools.model import CCVAE, ModelConfig, num_parameters
+    from ccvae_tools.weights import build_metadata, save_model
+
+    dist = init_distributed(opts.device)
+    run: Path | None = None
+    state = None
+    if resume is not None:
+        run = find_resume_run(resume, Path(opts.out))
+        saved = json.loads((run / "options.json").read_text())
+        overrides = {k: v for k, v in opts.to_json().items() if k in ("epochs", "device", "max_steps")}
+        opts = TrainOptions(**{**saved, **overrides})
+        state = torch.load(run / "state.pt", map_location="cpu", weights_only=True)
+        if dist.main:
+            info(f"resuming {run} at epoch {state['epoch']}, step {state['global_step']}")
+
+    catalog = open_catalog(Path(opts.data), fmt=opts.format, labels=opts.labels, size=opts.image_size,
+                           crop=opts.crop, uncertain=opts.uncertain)
+    opts.labels = catalog.label_names
+    if run is None and dist.main:
+        report = make_report(catalog, check_files=False)
+        report.render()
+        if report.fatal:
+            raise TrainingError(f"{opts.data}: the data cannot be trained on (see the report above)")
+        run = new_run_dir(Path(opts.out), catalog.name, opts.sup_frac)
+        write_json(run / "options.json", opts.to_json())
+        _print_options(opts, run)
+    if dry_run:
+        return run
+    if dist.world > 1:
+        run = _broadcast_path(run, dist)
+
+    device = pick_device(opts.device)
+    if dist.world > 1 and device.type == "cuda":
+        device = torch.device("cuda", dist.local_rank)
+    if opts.precision == "fp16" and device.type != "cuda":
+        raise UsageError("--precision fp16 needs a CUDA device (use bf16 or fp32 on the CPU)")
+
+    data = load_decoded(catalog, cache_dir=Path(opts.cache_dir) if opts.cache_dir else None,
+                        workers=opts.workers or None, on_bad=opts.on_bad)
+    train_idx = data.indices(TRAIN)
+    if len(train_idx) == 0:
+        raise TrainingError(f"{opts.data}: the train split is empty")
+    eval_idx = data.indices(VALID)
+    if len(eval_idx) == 0:
+        eval_idx = data.indices(TEST)
+    eval_idx = eval_idx[: opts.max_eval]
+    keep = labelled_mask(data.labels, train_idx, opts)
+    train_labels = data.labels.copy()
+    train_labels[(data.split == TRAIN) & ~keep] = np.nan
+    n_labelled = int((~np.isnan(train_labels[train_idx])).any(1).sum())
+    if n_labelled == 0:
+        raise TrainingError(f"{opts.data}: no labelled training example at --sup-frac {opts.sup_frac}")
+    majority = majority_classes(train_labels, train_idx)
+
+    torch.manual_seed(opts.seed)
+    cfg = ModelConfig(image_size=opts.image_size, channels=data.preprocess.channels,
+                      labels=list(data.label_info), label_dims=[opts.label_dim] * len(data.label_info),
+                      z_style=opts.z_style, likelihood_scale=opts.likelihood_scale)
+    model = CCVAE(cfg)
+    model.set_label_prior(torch.from_numpy(train_labels[train_idx]))
+    model.to(device)
+    optimiser = torch.optim.Adam(model.parameters(), lr=opts.lr)
+    scaler = torch.amp.GradScaler("cuda") if opts.precision == "fp16" else None
+    epoch, step_in_epoch, global_step, images_seen = 0, 0, 0, 0
+    if state is not None:
+        model.load_state_dict(state["model"])
+        optimiser.load_state_dict(state["optimizer"])
+        if scaler is not None and "scaler" in state:
+            scaler.load_state_dict(state["scaler"])
+        epoch, step_in_epoch = int(state["epoch"]), int(state["step_in_epoch"])
+        global_step, images_seen = int(state["global_step"]), int(state["images_seen"])
+        torch.set_rng_state(state["rng_cpu"])
+        if device.type == "cuda" and "rng_cuda" in state:
+            torch.cuda.set_rng_state(state["rng_cuda"], device)
+    net = model
+    if dist.world > 1:
+        from torch.nn.parallel import DistributedDataParallel as DDP
+        net = DDP(model, device_ids=[device.index] if device.type == "cuda" else None)
+
+    on_device = device.type == "cuda" and _fits_on_device(data.images, device)
+    batches = Batches(data, train_labels, device, on_device)
+    eval_batches = Batches(data, data.labels, device, on_device) if dist.main else None
+    dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[opts.precision]
+
+    def autocast():
+        if dtype is None:
+            return torch.autocast(device.type, enabled=False)
+        return torch.autocast(device.type, dtype=dtype)
+
+    meta_data = {"name": catalog.name, "source": str(opts.data), "images": int(len(data.images)),
+                 "train": int(len(train_idx)), "labelled": n_labelled,
+                 "labelled_fraction": n_labelled / len(train_idx), "sup_select": opts.sup_select,
+                 "sup_oversample": opts.sup_oversample}
+    last_metrics: dict = state.get("metrics_json") and json.loads(state["metrics_json"]) if state else {}
+
+    def checkpoint() -> None:
+        if not dist.main:
+            return
+        train_meta = {"epochs": opts.epochs, "epoch": epoch, "step": global_step, "seed": opts.seed,
+                      "images_seen": images_seen, "options": opts.to_json()}
+        meta = build_metadata(model, data.preprocess, data=meta_data, train=train_meta,
+                              metrics=last_metrics, title=f"CCVAE on {catalog.name}")
+        save_model(model, run / "model.safetensors", meta)
+        st = {"model": model.state_dict(), "optimizer": optimiser.state_dict(), "epoch": epoch,
+              "step_in_epoch": step_in_epoch, "global_step": global_step, "images_seen": images_seen,
+              "rng_cpu": torch.get_rng_state(), "metrics_json": json.dumps(last_metrics)}
+        if device.type == "cuda":
+            st["rng_cuda"] = torch.cuda.get_rng_state(device)
+        if scaler is not None:
+            st["scaler"] = scaler.state_dict()
+        atomic_write_bytes(run / "state.pt", lambda tmp: torch.save(st, tmp))
+
+    per_rank = max(1, opts.batch_size // dist.world)
+    if dist.main:
+        info(f"model: {num_parameters(model):,} parameters, z = {cfg.z_char} characteristic + "
+             f"{cfg.z_style} style; device {device}, precision {opts.precision}"
+             f"{', data on device' if on_device else ''}; {n_labelled:,} of {len(train_idx):,} train "
+             f"images labelled")
+    log = _ProgressLog(opts, dist.main)
+    last_ckpt = time.monotonic()
+    stop = False
+    model.train()
+    while epoch < opts.epochs and not stop:
+        order = epoch_order(train_idx, keep, opts, epoch)
+        if dist.world > 1:  # every rank takes the same number of equal batches
+            order = order[: max(len(order) - len(order) % (per_rank * dist.world), per_rank * dist.world)]
+        n_steps = max(1, math.ceil(len(order) / (per_rank * dist.world)))
+        log.start_epoch(epoch, n_steps, step_in_epoch)
+        while step_in_epoch < n_steps:
+            s = step_in_epoch * per_rank * dist.world
+            b = order[s: s + per_rank * dist.world][dist.rank::dist.world]
+            x, y, observed = batches.get(b)
+            with autocast():
+                terms = net(x, y, observed, opts.draws)
+            loss = -terms.bound.mean()
+            bad = torch.tensor(0.0 if torch.isfinite(loss) else 1.0, device=device)
+            if dist.world > 1:
+                torch.distributed.all_reduce(bad)
+            if bad.item() > 0:
+                raise TrainingError(
+                    f"non-finite loss at epoch {epoch + 1}, step {global_step + 1}; training stopped. "
+                    f"The last good checkpoint {run / 'model.safetensors'} is intact; try a lower --lr "
+                    f"or --precision fp32, then --resume {run}")
+            optimiser.zero_grad(set_to_none=True)
+            if scaler is not None:
+                scaler.scale(loss).backward()
+                scaler.step(optimiser)
+                scaler.update()
+            else:
+                loss.backward()
+                optimiser.step()
+            step_in_epoch += 1
+            global_step += 1
+            images_seen += len(b) * dist.world
+            log.step(len(b) * dist.world, float(loss), terms)
+            if opts.max_steps and global_step >= opts.max_steps:
+                stop = True
+                break
+            if time.monotonic() - last_ckpt > opts.checkpoint_minutes * 60:
+                checkpoint()
+                last_ckpt = time.monotonic()
+        if not stop:
+            epoch += 1
+            step_in_epoch = 0
+        if dist.main and eval_batches is not None and len(eval_idx) and (
+                stop or epoch % opts.eval_every == 0 or epoch == opts.epochs):
+            metrics = evaluate(model, eval_batches, eval_idx, data.labels, majority,
+                               max(opts.batch_size, 256), opts.draws, autocast)
+            last_metrics = {"split": "valid" if len(data.indices(VALID)) else "test", **metrics}
+            line = {"epoch": epoch, "step": global_step, "images_seen": images_seen,
+                    "train_loss": log.mean_loss(), "images_per_s": log.rate(), "time": time.time(),
+                    **last_metrics}
+            with open(run / "metrics.jsonl", "a") as f:
+                f.write(json.dumps(line) + "\n")
+            log.eval_line(epoch, metrics)
+        if dist.main and opts.preview_every and len(eval_idx) and (
+                epoch % opts.preview_every == 0 or epoch == opts.epochs or stop):
+            (run / "previews").mkdir(exist_ok=True)
+            write_preview(model, eval_batches, eval_idx, run / "previews" / f"epoch{epoch:04d}.png")
+        checkpoint()
+        last_ckpt = time.monotonic()
+    log.close()
+    if dist.world > 1:
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
+    if dist.main:
+        info(f"done: {run / 'model.safetensors'}")
+    return run
+
+
+def _fits_on_device(images: np.ndarray, device) -> bool:
+    import torch
+
+    free, _ = torch.cuda.mem_get_info(device)
+    return images.nbytes < 0.5 * free
+
+
+def _broadcast_path(run: Path | None, dist: Dist) -> Path:
+    import torch.distributed as td
+
+    box = [str(run) if run is not None else None]
+    td.broadcast_object_list(box, src=0)
+    return Path(box[0])
+
+
+def _print_options(opts: TrainOptions, run: Path) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"training options -> {run}", show_header=False)
+    for k, v in opts.to_json().items():
+        table.add_row(k, json.dumps(v) if not isinstance(v, str) else v)
+    err.print(table)
+
+
+class _ProgressLog:
+    """Progress on stderr: a rich bar on a terminal, a line every 30 s otherwise (for log files)."""
+
+    def __init__(self, opts: TrainOptions, enabled: bool):
+        self.opts = opts
+        self.enabled = enabled
+        self.tty = sys.stderr.isatty()
+        self.bar = None
+        self.t0 = time.monotonic()
+        self.last_log = self.t0
+        self.images = 0
+        self.losses: list[float] = []
+        self.epoch = 0
+        self.n_steps = 0
+        self.done = 0
+        self.window: list[tuple[float, int]] = []
+
+    def start_epoch(self, epoch: int, n_steps: int, done: int) -> None:
+        self.epoch, self.n_steps, self.done = epoch, n_steps, done
+        self.losses = []
+        if self.enabled and self.tty:
+            from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+            if self.bar is None:
+                self.bar = Progress(TextColumn("{task.description}"), BarColumn(),
+                                    TextColumn("{task.completed}/{task.total}"), TimeRemainingColumn(),
+                                    TextColumn("{task.fields[stats]}"), console=err)
+                self.bar.start()
+                self.task = self.bar.add_task("", total=n_steps, stats="")
+            self.bar.update(self.task, description=f"epoch {epoch + 1}/{self.opts.epochs}",
+                            total=n_steps, completed=done)
+
+    def step(self, n: int, loss: float, terms) -> None:
+        now = time.monotonic()
+        self.images += n
+        self.done += 1
+        self.losses.append(loss)
+        self.window.append((now, n))
+        self.window = [(t, k) for t, k in self.window if now - t < 20.0]
+        if not self.enabled:
+            return
+        stats = f"{self.rate():,.0f} img/s  loss {loss:,.1f}  log p(x|z) {float(terms.log_px.mean()):,.1f}"
+        if self.bar is not None:
+            self.bar.update(self.task, completed=self.done, stats=stats)
+        elif now - self.last_log > 30:
+            self.last_log = now
+            remaining = (self.n_steps - self.done) + (self.opts.epochs - self.epoch - 1) * self.n_steps
+            eta = remaining * self.opts.batch_size / max(self.rate(), 1e-9)
+            err.print(f"epoch {self.epoch + 1}/{self.opts.epochs} step {self.done}/{self.n_steps} "
+                      f"{stats}  eta {eta / 60:.1f} min")
+
+    def rate(self) -> float:
+        if len(self.window) < 2:
+            return 0.0
+        span = self.window[-1][0] - self.window[0][0]
+        return sum(k for _, k in self.window[1:]) / span if span > 0 else 0.0
+
+    def mean_loss(self) -> float:
+        return float(np.mean(self.losses)) if self.losses else float("nan")
+
+    def eval_line(self, epoch: int, m: dict) -> None:
+        if not self.enabled:
+            return
+        msg = (f"epoch {epoch}: valid bound {m['bound']:,.1f}, L1 {m['recon_l1']:.4f}, mean accuracy "
+               f"{m.get('mean_accuracy', float('nan')):.3f} (majority {m.get('mean_majority_baseline', float('nan')):.3f}, "
+               f"balanced {m.get('mean_balanced_accuracy', float('nan')):.3f})")
+        if self.bar is not None:
+            self.bar.console.print(msg)
+        else:
+            err.print(msg)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
