@@ -56,7 +56,7 @@ def _root(
 def data_avatars(
     out: Path = typer.Argument(..., help="Folder to write (CelebA layout)."),
     n: int = typer.Option(20000, "--n", "-n", min=1, help="Number of images."),
-    seed: int = typer.Option(0, "--seed", help="Seed: the same seed gives the same images."),
+    seed: int = typer.Option(0, "--seed", min=0, help="Seed: the same seed gives the same images."),
     size: int = typer.Option(64, "--size", min=8, max=1024, help="Image side in pixels."),
     workers: int = typer.Option(0, "--workers", min=0, help="Processes (0: one per core)."),
     valid_frac: float = typer.Option(0.1, "--valid-frac", min=0.0, max=0.5, help="Share for validation."),

@@ -137,10 +137,14 @@ def load_model(path: str | Path, device: str = "cpu"):
     """Build the model described by a weights file and load its tensors. Returns (model, metadata)."""
     from safetensors import safe_open
 
-    from ccvae_tools.model import CCVAE, ModelConfig
+    from ccvae_tools.model import ARCHITECTURE, CCVAE, ModelConfig
 
     path = Path(path)
     meta = read_metadata(path)
+    arch = meta["ccvae.config"].get("architecture") if isinstance(meta["ccvae.config"], dict) else None
+    if arch != ARCHITECTURE:
+        raise WeightsError(f"{path}: a model of architecture {arch!r}, which this ccvae cannot run "
+                           f"(it runs {ARCHITECTURE!r})")
     try:
         cfg = ModelConfig.from_json(meta["ccvae.config"])
         model = CCVAE(cfg)

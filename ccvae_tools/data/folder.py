@@ -1,0 +1,249 @@
+"""The folder + CSV reader: one CSV row per image, an image column, label columns, an optional split.
+
+Label cells: 1/0, 1/-1, true/false, yes/no, y/n (any case) for binary labels, one encoding per column;
+blank, NA, N/A, nan and ? mean missing. A column of at most 20 other values (words, or whole numbers)
+is a multi-class label with its classes sorted. Other columns (many distinct values, fractions) are
+not labels: skipped with a note by default, an error when asked for by name.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from pathlib import Path
+
+import numpy as np
+
+from ccvae_tools.data.base import TEST, TRAIN, VALID, Catalog, Label
+from ccvae_tools.data.readers import (IMAGE_EXTS, ReadOptions, choose_labels, iter_csv, label_key,
+                                      make_preprocess, random_split, read_text, split_note)
+from ccvae_tools.errors import DataError, UsageError
+
+IMAGE_COLUMN_NAMES = ("image", "file", "filename", "path", "img", "file_name", "image_path", "image_file",
+                      "image_name", "img_path", "filepath", "file_path")
+SPLIT_COLUMN = "split"
+MISSING = frozenset({"", "na", "n/a", "nan", "?"})
+MAX_CLASSES = 20
+_BINARY_WORDS = (("true", "false"), ("yes", "no"), ("y", "n"))
+_SPLITS = {"train": TRAIN, "training": TRAIN, "valid": VALID, "val": VALID, "validation": VALID,
+           "dev": VALID, "test": TEST, "testing": TEST}
+_UNNAMED = re.compile(r"^unnamed:?\s*\d+$", re.IGNORECASE)
+
+
+class NotALabel(Exception):
+    """A column that cannot be a label; the message says why."""
+
+
+def _number(text: str) -> float | None:
+    try:
+        v = float(text)
+    except ValueError:
+        return None
+    return v if math.isfinite(v) else None
+
+
+def _seen(values: list[str], limit: int = 8) -> str:
+    shown = ", ".join(repr(v) for v in values[:limit])
+    return shown + (f" and {len(values) - limit} more" if len(values) > limit else "")
+
+
+def classify_column(name: str, cells: list[str], where: str) -> tuple[Label, np.ndarray]:
+    """Turn one column's cells into a `Label` and float32 class indices (NaN = missing).
+
+    Raises `NotALabel` for a column that is not a label and `DataError` for mixed encodings.
+    """
+    observed = [c for c in cells if c.lower() not in MISSING]
+    if not observed:
+        raise NotALabel("has no values")
+    distinct = sorted(set(observed))
+    nums = {c: _number(c) for c in distinct}
+    mixed = DataError(f"{where}: column '{name}' mixes label encodings (values seen: {_seen(distinct)}); "
+                      f"use one of 1/0, 1/-1, true/false, yes/no, y/n per column, blank for missing")
+    n_numeric = sum(v is not None for v in nums.values())
+    if 0 < n_numeric < len(distinct):
+        raise mixed
+    out = np.full(len(cells), np.nan, dtype=np.float32)
+
+    if n_numeric:
+        levels = {nums[c] for c in distinct}
+        if levels <= {0.0, 1.0} or levels <= {-1.0, 1.0}:
+            for i, c in enumerate(cells):
+                v = nums.get(c)
+                if v is not None:
+                    out[i] = 1.0 if v == 1.0 else 0.0
+            return Label(name), out
+        if levels <= {-1.0, 0.0, 1.0}:
+            raise mixed
+        if any(v != int(v) for v in levels):
+            raise NotALabel("holds fractional numbers")
+        if len(levels) > MAX_CLASSES:
+            raise NotALabel(f"has {len(levels)} distinct numbers")
+        classes = sorted(levels)
+        index = {v: k for k, v in enumerate(classes)}
+        for i, c in enumerate(cells):
+            v = nums.get(c)
+            if v is not None:
+                out[i] = index[v]
+        return Label(name, tuple(str(int(v)) for v in classes)), out
+
+    lowered = {c.lower() for c in distinct}
+    for pos, neg in _BINARY_WORDS:
+        if lowered <= {pos, neg}:
+            for i, c in enumerate(cells):
+                low = c.lower()
+                if low == pos:
+                    out[i] = 1.0
+                elif low == neg:
+                    out[i] = 0.0
+            return Label(name), out
+    if lowered <= {w for pair in _BINARY_WORDS for w in pair}:
+        raise mixed
+    if len(distinct) > MAX_CLASSES:
+        raise NotALabel(f"has {len(distinct)} distinct values")
+    index = {c: k for k, c in enumerate(distinct)}
+    for i, c in enumerate(cells):
+        if c in index:
+            out[i] = index[c]
+    return Label(name, tuple(distinct)), out
+
+
+def _find_image_column(where: str, header: list[str], rows: list[tuple[int, list[str]]],
+                       requested: str | None) -> int:
+    """Index of the image column: as named, else by a usual name, else the only one holding image files."""
+    keys = [label_key(h) for h in header]
+    if requested is not None:
+        if label_key(requested) in keys:
+            return keys.index(label_key(requested))
+        raise UsageError(f"{where}: no column '{requested}' (columns: {', '.join(header)})")
+    for name in IMAGE_COLUMN_NAMES:
+        if name in keys:
+            return keys.index(name)
+    candidates = []
+    for j in range(len(header)):
+        vals = [cells[j] for _, cells in rows if cells[j]]
+        if vals and all(v.lower().endswith(IMAGE_EXTS) for v in vals):
+            candidates.append(j)
+    if len(candidates) == 1:
+        return candidates[0]
+    if candidates:
+        raise DataError(f"{where}: several columns hold image file names "
+                        f"({', '.join(header[j] for j in candidates)}); name the image column 'image'")
+    raise DataError(f"{where}: no image column (columns: {', '.join(header)}); name the column of image "
+                    f"paths 'image' (or file, filename, path, img)")
+
+
+def read_folder(path: Path, opts: ReadOptions, image_column: str | None = None) -> Catalog:
+    """Read a folder + CSV data set (the CSV file, or a folder holding exactly one) into a `Catalog`."""
+    if path.is_dir():
+        csvs = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() == ".csv")
+        if len(csvs) != 1:
+            raise DataError(f"{path}: expected exactly one .csv file, found {len(csvs)}; give the CSV file")
+        path = csvs[0]
+    where = str(path)
+    header, rows = iter_csv(read_text(path, "CSV file"))
+    if not header:
+        raise DataError(f"{where} is empty")
+    if not rows:
+        raise DataError(f"{where} lists no images (only a header)")
+    seen: dict[str, int] = {}
+    for j, h in enumerate(header):
+        if h and h in seen:
+            raise DataError(f"{where}: column '{h}' appears twice in the header")
+        seen[h] = j
+    width = len(header)
+    for k, (line_no, cells) in enumerate(rows):
+        if len(cells) > width and not any(cells[width:]):
+            rows[k] = (line_no, cells[:width])
+        elif len(cells) != width:
+            raise DataError(f"{where}: line {line_no}: {len(cells)} cells, the header has {width}")
+
+    notes: list[str] = []
+    img = _find_image_column(where, header, rows, image_column)
+    split_col = next((j for j, h in enumerate(header) if label_key(h) == SPLIT_COLUMN and j != img), None)
+
+    # Duplicated images: identical rows are dropped with a note; conflicting ones are an error.
+    base = (opts.images_dir or path.parent).absolute()
+    first_at: dict[str, int] = {}
+    keep: list[int] = []
+    conflicts: list[tuple[str, int, int]] = []
+    dropped = 0
+    for k, (line_no, cells) in enumerate(rows):
+        rel = cells[img].replace("\\", "/")
+        if not rel:
+            raise DataError(f"{where}: line {line_no}: empty image path in column '{header[img]}'")
+        key = os.path.normpath(str(base / rel))
+        if key in first_at:
+            k0 = first_at[key]
+            if rows[k0][1] == cells:
+                dropped += 1
+            else:
+                conflicts.append((rel, rows[k0][0], line_no))
+            continue
+        first_at[key] = k
+        keep.append(k)
+    if conflicts:
+        rel, a, b = conflicts[0]
+        more = f" ({len(conflicts) - 1} more duplicated rows)" if len(conflicts) > 1 else ""
+        raise DataError(f"{where}: image '{rel}' is listed on lines {a} and {b} with different values{more}")
+    if dropped:
+        notes.append(f"{dropped} duplicated rows (identical to an earlier row) dropped")
+    rows = [rows[k] for k in keep]
+    files = [base / cells[img].replace("\\", "/") for _, cells in rows]
+
+    # Label columns.
+    others = [j for j in range(width) if j not in (img, split_col)]
+    unnamed = [j for j in others if not header[j] or _UNNAMED.match(header[j])]
+    candidates = [j for j in others if j not in unnamed]
+    if opts.labels is not None:
+        for name in opts.labels:
+            for j, role in ((img, "image"), (split_col, "split")):
+                if j is not None and label_key(name) == label_key(header[j]):
+                    raise UsageError(f"'{name}' is the {role} column of {where}, not a label")
+        chosen = choose_labels(opts.labels, [header[j] for j in candidates], [], where)
+        cols = [header.index(c) for c in chosen]
+    else:
+        cols = candidates
+        if unnamed:
+            notes.append(f"{len(unnamed)} unnamed columns skipped")
+    if cols and all(cells[j].lower() in MISSING for j in cols for _, cells in rows):
+        raise DataError(f"{where}: no labelled rows: every cell of the label columns "
+                        f"({', '.join(header[j] for j in cols)}) is missing")
+    label_info: list[Label] = []
+    columns: list[np.ndarray] = []
+    for j in cols:
+        try:
+            lab, vals = classify_column(header[j], [cells[j] for _, cells in rows], where)
+        except NotALabel as e:
+            if opts.labels is not None:
+                raise DataError(f"{where}: column '{header[j]}' is not a label: it {e}") from None
+            notes.append(f"column '{header[j]}' skipped: it {e}")
+            continue
+        label_info.append(lab)
+        columns.append(vals)
+    if not label_info:
+        raise DataError(f"{where}: no label columns (columns: {', '.join(header)})")
+    labels = np.stack(columns, axis=1).astype(np.float32)
+    if np.isnan(labels).all():
+        raise DataError(f"{where}: no labelled rows: every label cell is missing")
+    for lab, col in zip(label_info, columns):
+        seen_classes = np.unique(col[~np.isnan(col)])
+        if len(seen_classes) == 1:
+            notes.append(f"label '{lab.name}' is constant ({lab.classes[int(seen_classes[0])]} "
+                         f"wherever it is given)")
+
+    if split_col is not None:
+        split = np.empty(len(rows), dtype=np.int8)
+        for k, (line_no, cells) in enumerate(rows):
+            s = _SPLITS.get(cells[split_col].lower())
+            if s is None:
+                raise DataError(f"{where}: line {line_no}: split '{cells[split_col]}' is not train, "
+                                f"valid or test")
+            split[k] = s
+    else:
+        split = random_split(len(rows), opts.split_seed, opts.valid_frac, opts.test_frac)
+        notes.append(split_note("no split column", opts.split_seed, opts.valid_frac, opts.test_frac))
+
+    return Catalog(name="folder", root=base, files=files, labels=labels,
+                   label_info=label_info, split=split,
+                   preprocess=make_preprocess(opts, channels=3, center_size=None), notes=notes)
