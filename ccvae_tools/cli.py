@@ -153,6 +153,8 @@ def train_cmd(
     eval_every: Optional[int] = typer.Option(None, "--eval-every", help="Evaluate every N epochs."),
     preview_every: Optional[int] = typer.Option(None, "--preview-every", help="Preview images every N epochs."),
     max_steps: Optional[int] = typer.Option(None, "--max-steps", help="Stop after N steps in total."),
+    checkpoint_minutes: Optional[float] = typer.Option(None, "--checkpoint-minutes",
+                                                       help="Checkpoint every N minutes too (0: every step)."),
     workers: Optional[int] = typer.Option(None, "--workers", help="Processes for decoding the cache."),
     on_bad: Optional[str] = typer.Option(None, "--on-bad", help="Unreadable images: skip | fail"),
     cache_dir: Optional[str] = typer.Option(None, "--cache-dir", help="Where to keep the decoded cache."),
@@ -170,9 +172,11 @@ def train_cmd(
                     crop=crop, uncertain=uncertain, likelihood_scale=likelihood_scale, draws=draws,
                     device=device, precision=precision, out=out, seed=seed, preset=preset,
                     eval_every=eval_every, preview_every=preview_every, max_steps=max_steps,
+                    checkpoint_minutes=checkpoint_minutes,
                     workers=workers, on_bad=on_bad, cache_dir=cache_dir)
     opts = resolve_options(explicit)
-    run = train(opts, resume=resume, dry_run=dry_run)
+    given = {k: v for k, v in explicit.items() if v is not None and k != "data"}
+    run = train(opts, resume=resume, dry_run=dry_run, overrides=given)
     if run is not None:
         print(run)
 

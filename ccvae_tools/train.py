@@ -297,7 +297,11 @@ def evaluate(model, batches: Batches, idx: np.ndarray, true_labels: np.ndarray, 
     was_training = model.training
     model.eval()
     preds, bounds, recon = [], [], []
-    with torch.no_grad():
+    # evaluation draws its own fixed noise and leaves the training RNG as it was, so that an
+    # evaluation (or its absence after an interruption) never changes what training does next
+    devices = [batches.device] if batches.device.type == "cuda" else []
+    with torch.no_grad(), torch.random.fork_rng(devices=devices):
+        torch.manual_seed(0)
         for s in range(0, len(idx), batch_size):
             b = idx[s: s + batch_size]
             x, y, observed = batches.get(b)
@@ -378,8 +382,18 @@ def init_distributed(device_name: str) -> Dist:
     return Dist(td.get_rank(), td.get_world_size(), local)
 
 
-def train(opts: TrainOptions, resume: str | None = None, dry_run: bool = False) -> Path:
-    """Run (or resume) a training run; returns the run folder."""
+# what may change when a run is resumed; everything else comes from the run's options.json
+RESUME_OVERRIDES = ("epochs", "device", "max_steps", "checkpoint_minutes", "eval_every", "preview_every",
+                    "workers", "out")
+
+
+def train(opts: TrainOptions, resume: str | None = None, dry_run: bool = False,
+          overrides: dict[str, Any] | None = None) -> Path:
+    """Run (or resume) a training run; returns the run folder.
+
+    With `resume`, the run's saved options are used; `overrides` (options the user gave explicitly)
+    may change only RESUME_OVERRIDES.
+    """
     import torch
 
     from ccvae_tools.data.cache import load_decoded
@@ -394,8 +408,12 @@ def train(opts: TrainOptions, resume: str | None = None, dry_run: bool = False) 
     if resume is not None:
         run = find_resume_run(resume, Path(opts.out))
         saved = json.loads((run / "options.json").read_text())
-        overrides = {k: v for k, v in opts.to_json().items() if k in ("epochs", "device", "max_steps")}
-        opts = TrainOptions(**{**saved, **overrides})
+        given = overrides or {}
+        ignored = sorted(k for k in given if k not in RESUME_OVERRIDES and given[k] != saved.get(k))
+        if ignored and dist.main:
+            warn(f"--resume keeps the run's own options; ignoring {', '.join(ignored)}")
+        opts = TrainOptions(**{**saved, **{k: v for k, v in given.items() if k in RESUME_OVERRIDES}})
+        _check(opts)
         state = torch.load(run / "state.pt", map_location="cpu", weights_only=True)
         if dist.main:
             info(f"resuming {run} at epoch {state['epoch']}, step {state['global_step']}")
@@ -539,7 +557,7 @@ def train(opts: TrainOptions, resume: str | None = None, dry_run: bool = False) 
             step_in_epoch += 1
             global_step += 1
             images_seen += len(b) * dist.world
-            log.step(len(b) * dist.world, float(loss), terms)
+            log.step(len(b) * dist.world, float(loss.detach()), terms)
             if opts.max_steps and global_step >= opts.max_steps:
                 stop = True
                 break
@@ -640,7 +658,7 @@ class _ProgressLog:
         self.window = [(t, k) for t, k in self.window if now - t < 20.0]
         if not self.enabled:
             return
-        stats = f"{self.rate():,.0f} img/s  loss {loss:,.1f}  log p(x|z) {float(terms.log_px.mean()):,.1f}"
+        stats = f"{self.rate():,.0f} img/s  loss {loss:,.1f}  log p(x|z) {float(terms.log_px.detach().mean()):,.1f}"
         if self.bar is not None:
             self.bar.update(self.task, completed=self.done, stats=stats)
         elif now - self.last_log > 30:
