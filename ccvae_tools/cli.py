@@ -144,6 +144,9 @@ def train_cmd(
     uncertain: Optional[str] = typer.Option(None, "--uncertain", help="CheXpert -1: ignore | ones | zeros"),
     likelihood_scale: Optional[float] = typer.Option(None, "--likelihood-scale", help="Laplace scale b of p(x|z)."),
     draws: Optional[int] = typer.Option(None, "--draws", help="K: draws for q^(y|x) (default 100)."),
+    classifier_weight: Optional[float] = typer.Option(
+        None, "--classifier-weight", help="alpha: extra weight on log q^(y|x) in the loss (default 100; "
+        "0 = the paper's objective, as --preset paper)."),
     device: Optional[str] = typer.Option(None, "--device", envvar="CCVAE_DEVICE", help="auto | cpu | cuda | mps"),
     precision: Optional[str] = typer.Option(None, "--precision", help="fp32 | bf16 | fp16 (CUDA)"),
     out: Optional[str] = typer.Option(None, "--out", help="Folder of run folders (default runs)."),
@@ -170,6 +173,7 @@ def train_cmd(
                     sup_frac=sup_frac, sup_select=sup_select, sup_oversample=sup_oversample, epochs=epochs,
                     batch_size=batch_size, lr=lr, z_style=z_style, label_dim=label_dim, image_size=image_size,
                     crop=crop, uncertain=uncertain, likelihood_scale=likelihood_scale, draws=draws,
+                    classifier_weight=classifier_weight,
                     device=device, precision=precision, out=out, seed=seed, preset=preset,
                     eval_every=eval_every, preview_every=preview_every, max_steps=max_steps,
                     checkpoint_minutes=checkpoint_minutes,

@@ -104,7 +104,21 @@ def ccvae_bound(model, x: torch.Tensor, y: torch.Tensor, observed: torch.Tensor,
     return BoundTerms(bound=bound, log_px=log_px, kl_style=kl_style, log_q_hat=lq_hat, log_w=log_w, F=F)
 
 
-def ccvae_loss(model, x, y, observed, draws: int = 100) -> tuple[torch.Tensor, BoundTerms]:
-    """Loss = -mean over the batch of L(x, y_O)."""
+def training_loss(terms: BoundTerms, classifier_weight: float = 0.0) -> torch.Tensor:
+    """Loss = -mean over the batch of [ L(x, y_O) + alpha * log q^(y_O | x) ].
+
+    alpha = 0 is the paper's objective. Ours: with w's gradient stopped, the classifier terms of the
+    bound cancel in expectation for observed labels (d log q^ = sum_k s_k d log q(y|z^(k)) and
+    -w d log q(y|z^(0)) = -(K+1) s_0 d log q(y|z^(0)), whose expectations are equal because
+    z^(0..K) are exchangeable), so labelled examples teach q(y|z_c) nothing and the encoder learns
+    the labels only through the weak pull of p(z_c|y). alpha > 0 adds the classification signal of
+    Kingma et al.'s M2 (their alpha). It changes the gradient, not the bound that is reported.
+    """
+    return -(terms.bound + classifier_weight * terms.log_q_hat).mean()
+
+
+def ccvae_loss(model, x, y, observed, draws: int = 100, classifier_weight: float = 0.0,
+               ) -> tuple[torch.Tensor, BoundTerms]:
+    """The training loss of a batch and its per-example terms."""
     terms = model(x, y, observed, draws)
-    return -terms.bound.mean(), terms
+    return training_loss(terms, classifier_weight), terms
