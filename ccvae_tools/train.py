@@ -444,8 +444,16 @@ def train(opts: TrainOptions, resume: str | None = None, dry_run: bool = False,
     if opts.precision == "fp16" and device.type != "cuda":
         raise UsageError("--precision fp16 needs a CUDA device (use bf16 or fp32 on the CPU)")
 
-    data = load_decoded(catalog, cache_dir=Path(opts.cache_dir) if opts.cache_dir else None,
-                        workers=opts.workers or None, on_bad=opts.on_bad)
+    def decoded() -> Decoded:
+        return load_decoded(catalog, cache_dir=Path(opts.cache_dir) if opts.cache_dir else None,
+                            workers=opts.workers or None, on_bad=opts.on_bad)
+
+    if dist.world > 1:  # rank 0 builds the cache once; the others then reuse it
+        data = decoded() if dist.main else None
+        torch.distributed.barrier()
+        data = data if data is not None else decoded()
+    else:
+        data = decoded()
     train_idx = data.indices(TRAIN)
     if len(train_idx) == 0:
         raise TrainingError(f"{opts.data}: the train split is empty")

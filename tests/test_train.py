@@ -165,3 +165,19 @@ def test_cli_errors_are_one_line_with_exit_codes(tmp_path):
     assert r.returncode == 2 and "preset" in r.stderr
     r = run_cli("train", "--resume", tmp_path)
     assert r.returncode == 2 and "state.pt" in r.stderr
+
+
+def test_torchrun_two_processes_on_the_cpu(avatar_dir_200, tmp_path):
+    """The same command under torchrun (DDP, gloo on the CPU) trains and writes one run."""
+    args = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "29517",
+            "-m", "ccvae_tools", "train", str(avatar_dir_200), "--image-size", "32", "--epochs", "1",
+            "--batch-size", "32", "--draws", "8", "--z-style", "4", "--preview-every", "0", "--workers", "1",
+            "--device", "cpu", "--out", str(tmp_path / "runs"), "--cache-dir", str(tmp_path / "cache")]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    res = subprocess.run(args, capture_output=True, text=True, env=env, timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    runs = list((tmp_path / "runs").iterdir())
+    assert len(runs) == 1
+    model, meta = load_model(runs[0] / "model.safetensors")
+    assert meta["ccvae.train"]["images_seen"] == 160  # 5 steps x 2 ranks x 16
+    assert len((runs[0] / "metrics.jsonl").read_text().splitlines()) == 1
