@@ -190,22 +190,17 @@ def train_cmd(
 # ----------------------------------------------------------------------------------------------
 
 def main(argv: Optional[List[str]] = None) -> None:
-    """Run the CLI: one clear line on stderr and exit 1 (failed run) or 2 (bad usage) on errors."""
-    import click
+    """Run the CLI: one clear line on stderr and exit 1 (failed run) or 2 (bad usage) on errors.
 
+    Typer/click handle their own usage errors (exit 2) in standalone mode; ours arrive here.
+    """
     from ccvae_tools.console import debug_enabled
 
     command = typer.main.get_command(app)
     try:
-        rv = command.main(args=argv, prog_name="ccvae", standalone_mode=False)
-    except click.exceptions.Exit as e:  # pragma: no cover - click returns it in non-standalone mode
-        sys.exit(e.exit_code)
-    except click.ClickException as e:
-        e.show()
-        sys.exit(e.exit_code)
-    except click.Abort:
-        print("ccvae: aborted", file=sys.stderr)
-        sys.exit(130)
+        command.main(args=argv, prog_name="ccvae", standalone_mode=True)
+    except SystemExit:
+        raise
     except KeyboardInterrupt:
         print("ccvae: interrupted", file=sys.stderr)
         sys.exit(130)
@@ -223,4 +218,3 @@ def main(argv: Optional[List[str]] = None) -> None:
         print(f"ccvae: internal error: {type(e).__name__}: {e} (run with --debug for the traceback)",
               file=sys.stderr)
         sys.exit(1)
-    sys.exit(rv if isinstance(rv, int) else 0)
