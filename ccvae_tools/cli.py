@@ -218,3 +218,8 @@ def main(argv: Optional[List[str]] = None) -> None:
         print(f"ccvae: internal error: {type(e).__name__}: {e} (run with --debug for the traceback)",
               file=sys.stderr)
         sys.exit(1)
+
+
+# the model commands register themselves on `app` (kept in their own modules, torch imported lazily)
+from ccvae_tools.commands import inspect as _inspect  # noqa: E402,F401
+from ccvae_tools.commands import intervene as _intervene  # noqa: E402,F401

@@ -49,3 +49,121 @@ def traverse(model, z: torch.Tensor, label: int, steps: int = 9, span: float = 2
     out = z.unsqueeze(1).repeat(1, steps, 1)
     out[:, :, model.label_slice(label)] = path.unsqueeze(0)
     return out
+
+
+@torch.no_grad()
+def traverse_grid(model, z: torch.Tensor, label_a: int, label_b: int, steps: int = 9, span: float = 2.0
+                  ) -> torch.Tensor:
+    """2-D traversal: (B, Z) -> (B, steps, steps, Z); label_a changes down the rows, label_b across."""
+    if label_a == label_b:
+        raise ValueError("a 2-D traversal needs two different labels")
+    pa = traversal_path(model, label_a, steps, span).to(z)
+    pb = traversal_path(model, label_b, steps, span).to(z)
+    out = z[:, None, None, :].repeat(1, steps, steps, 1)
+    out[:, :, :, model.label_slice(label_a)] = pa[None, :, None, :]
+    out[:, :, :, model.label_slice(label_b)] = pb[None, None, :, :]
+    return out
+
+
+@torch.no_grad()
+def conditional_sample(model, n: int, assignments: dict[int, int], style: torch.Tensor | None = None,
+                       temperature: float = 1.0, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Codes (n, Z) drawn from the generative model with chosen label values.
+
+    Labels in `assignments` (label index -> class) are fixed; the others are drawn from p(y_i).
+    z_c^i ~ p(z_c^i | y_i) and z_s ~ N(0, I), both with standard deviations scaled by `temperature`;
+    `style` (Z,) or (n, Z) keeps the style latents of a given image instead ("same face, new smile").
+    """
+    cfg = model.cfg
+    loc, scale = model.prior_params()
+    loc, scale = loc.detach().cpu(), scale.detach().cpu()
+    pi = model.label_prior().detach().cpu()
+    z = torch.empty(n, cfg.z_dim)
+    for i, lab in enumerate(cfg.labels):
+        d = cfg.label_dims[i]
+        if i in assignments:
+            y = torch.full((n,), int(assignments[i]), dtype=torch.long)
+        else:
+            y = torch.multinomial(pi[i, : lab.num_classes], n, replacement=True, generator=generator)
+        eps = torch.randn(n, d, generator=generator)
+        z[:, model.label_slice(i)] = loc[i, y, :d] + temperature * scale[i, y, :d] * eps
+    if style is None:
+        z[:, cfg.z_char:] = temperature * torch.randn(n, cfg.z_style, generator=generator)
+    else:
+        z[:, cfg.z_char:] = style.detach().cpu().reshape(-1, cfg.z_dim)[:, cfg.z_char:].expand(n, -1)
+    return z
+
+
+@torch.no_grad()
+def edit(model, z: torch.Tensor, assignments: dict[int, int]) -> torch.Tensor:
+    """Set labels, keep the rest: move z_c^i from its current class c = argmax q(y_i | z_c^i) to class k
+    by the quantile-preserving map z' = mu_k + (z - mu_c) * sigma_k / sigma_c (unchanged if c = k)."""
+    out = z.clone()
+    loc, scale = model.prior_params()
+    z_c, _ = model.split(z)
+    current = model.log_q_y(z_c).argmax(-1)                      # (B, L)
+    for i, k in assignments.items():
+        d = model.cfg.label_dims[i]
+        sl = model.label_slice(i)
+        c = current[:, i]
+        mu_c, s_c = loc[i, c, :d], scale[i, c, :d]                # (B, d)
+        mu_k, s_k = loc[i, k, :d], scale[i, k, :d]
+        moved = mu_k + (z[:, sl] - mu_c) * s_k / s_c
+        out[:, sl] = torch.where((c == k)[:, None], z[:, sl], moved)
+    return out
+
+
+@torch.no_grad()
+def swap(model, z_a: torch.Tensor, z_b: torch.Tensor, labels: list[int] | None = None) -> torch.Tensor:
+    """A's code with z_c^i replaced by B's for the chosen labels (default: all). z_s stays A's."""
+    out = z_a.clone()
+    for i in range(len(model.cfg.labels)) if labels is None else labels:
+        sl = model.label_slice(i)
+        out[..., sl] = z_b[..., sl]
+    return out
+
+
+@torch.no_grad()
+def interpolate(z_a: torch.Tensor, z_b: torch.Tensor, steps: int = 9) -> torch.Tensor:
+    """The straight path between two codes: (Z,), (Z,) -> (steps, Z), ends included."""
+    t = torch.linspace(0.0, 1.0, steps, dtype=z_a.dtype, device=z_a.device)[:, None]
+    return (1 - t) * z_a[None] + t * z_b[None]
+
+
+def loop_path(model, z: torch.Tensor, label: int, frames: int, span: float = 2.0) -> torch.Tensor:
+    """A seamless loop for a GIF: from the image's own code to one end of label i's traversal, along it
+    to the other end, and back. (Z,) -> (frames, Z); frame 0 is the image's own code.
+
+    The loop is split by phase (a quarter out, half along, a quarter back), so that tiles of different
+    labels stay in step. ping_pong_holds(frames) gives the frames at the two ends.
+    """
+    path = traversal_path(model, label, 33, span).to(z)
+    own = z[model.label_slice(label)]
+    q1, q3 = frames // 4, frames - frames // 4
+    pts = []
+    for f in range(frames):
+        if f <= q1:
+            t = f / max(q1, 1)
+            pts.append((1 - t) * own + t * path[0])
+        elif f <= q3:
+            t = (f - q1) / max(q3 - q1, 1)
+            pts.append(_along(path, t))
+        else:
+            t = (f - q3) / max(frames - q3, 1)
+            pts.append((1 - t) * path[-1] + t * own)
+    out = z[None].repeat(frames, 1)
+    out[:, model.label_slice(label)] = torch.stack(pts)
+    return out
+
+
+def ping_pong_holds(frames: int) -> tuple[int, int]:
+    """The frame indices at the two ends of loop_path's traversal."""
+    return frames // 4, frames - frames // 4
+
+
+def _along(path: torch.Tensor, t: float) -> torch.Tensor:
+    """Point at fraction t of a polyline of equally spaced samples."""
+    x = t * (len(path) - 1)
+    j = min(int(x), len(path) - 2)
+    f = x - j
+    return (1 - f) * path[j] + f * path[j + 1]

@@ -1,0 +1,1 @@
+"""info, labels, classify, reconstruct."""

@@ -1,0 +1,1 @@
+"""traverse, sample, edit, swap, interpolate, gif."""
