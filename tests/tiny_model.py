@@ -23,6 +23,8 @@ def make_tiny_weights(path: Path, channels: int = 3, size: int = 32, seed: int =
         m.prior_loc[1, 0, 0] = -6.0
         m.prior_loc[1, 1, 0] = 6.0
         m.prior_raw_scale[1] = 2.0
+        m.decoder.fc.weight.mul_(10.0)   # codes and pictures that visibly differ, as in a trained model
+        m.encoder.loc.weight.mul_(50.0)
     m.set_label_prior(torch.tensor([[0.0, 1.0, 1.0], [1.0, 1.0, 0.0], [1.0, 0.0, 0.0]]))
     meta = build_metadata(m, Preprocess(size, channels, "center", None), data={"name": "tiny"},
                           train={"epochs": 0}, title="tiny test model")

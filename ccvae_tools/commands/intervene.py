@@ -1,1 +1,445 @@
-"""traverse, sample, edit, swap, interpolate, gif."""
+"""traverse, sample, edit, swap, interpolate, gif: see and change what a label means in an image.
+
+Each command: read images -> encode (posterior mean; --sample draws z ~ q(z|x)) -> change codes with
+`ccvae_tools.interventions` -> decode -> lay out with `ccvae_tools.render` -> write (`cli_io`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from ccvae_tools.cli import app
+from ccvae_tools.errors import UsageError
+
+MODEL = typer.Option(None, "--model", "-m", help="Weights file (default: $CCVAE_MODEL, else the shipped model).")
+DEVICE = typer.Option(None, "--device", envvar="CCVAE_DEVICE", help="auto | cpu | cuda | mps")
+OUTPUT = typer.Option(None, "--output", "-o", help="Output file (.png .jpg .webp .gif), or - for stdout.")
+FORMAT = typer.Option(None, "--format", help="Format for -o - (png, jpg, webp, gif).")
+SIZE = typer.Option(None, "--size", help="Tile side in pixels: upscale small images (default: model size).")
+RESAMPLE = typer.Option("nearest", "--resample", help="Upscaling: nearest | lanczos")
+SAMPLE = typer.Option(False, "--sample", help="Draw z ~ q(z|x) instead of the posterior mean.")
+SEED = typer.Option(0, "--seed", min=0, help="Seed of every random draw.")
+
+
+class _Session:
+    """A loaded model and the inputs of one command."""
+
+    def __init__(self, model: Optional[str], device: Optional[str]):
+        from ccvae_tools.cli_io import open_model
+
+        self.m = open_model(model, device)
+        self.model = self.m.model
+        self.pre = self.m.preprocess
+
+    def read(self, inputs: list[str]):
+        from ccvae_tools.cli_io import read_inputs
+
+        return read_inputs(inputs, self.pre)
+
+    def codes(self, images, sample: bool, seed: int):
+        import torch
+
+        mu, sigma = self.m.encode(images)
+        if not sample:
+            return mu
+        g = torch.Generator().manual_seed(seed)
+        return mu + sigma * torch.randn(mu.shape, generator=g).to(mu)
+
+    def label(self, name: str) -> int:
+        from ccvae_tools.cli_io import match_label
+
+        return match_label(name, self.m.label_names)
+
+    def assignments(self, sets: list[str]) -> dict[int, int]:
+        from ccvae_tools.cli_io import parse_assignment
+
+        out: dict[int, int] = {}
+        for text in sets:
+            i, k = parse_assignment(text, self.m.labels)
+            out[i] = k
+        return out
+
+    def scale(self, size: Optional[int], default_factor: int = 1) -> int:
+        if size is None:
+            return default_factor
+        if size < self.pre.size:
+            raise UsageError(f"--size {size}: smaller than the model's {self.pre.size} px images")
+        return max(1, round(size / self.pre.size))
+
+
+def _write(picture, output: Optional[str], fmt: Optional[str], default: str, durations=None) -> None:
+    from ccvae_tools.cli_io import write_image_output
+
+    out = output if output is not None else default
+    written = write_image_output(picture, out, fmt=fmt, durations=durations)
+    if written is not None and output is None:
+        print(written)
+
+
+def _is_gif(output: Optional[str], fmt: Optional[str]) -> bool:
+    if output == "-":
+        return (fmt or "").lower().lstrip(".") == "gif"
+    return output is not None and output.lower().endswith(".gif")
+
+
+def _slug(names: list[str]) -> str:
+    return "-".join(n.lower() for n in names)
+
+
+# ----------------------------------------------------------------------------------------------
+
+@app.command("traverse", epilog="""Examples:
+
+  ccvae traverse face.png --label smiling                 (writes face.smiling.png: input, reconstruction, 9 steps)
+
+  ccvae traverse face.png --label eyeglasses --steps 15 --span 3 -o glasses.png
+
+  ccvae traverse face.png --label smiling --label blond_hair -o grid.png     (2-D: smiling down, blond across)
+
+  ccvae traverse a.png b.png c.png --label wearing_hat -o hats.png          (one row per image)
+
+  ccvae traverse face.png --label smiling -o smile.gif --size 128           (a looping animation)
+""")
+def traverse_cmd(
+    images: List[str] = typer.Argument(..., help="Input images (- = stdin)."),
+    label: List[str] = typer.Option(..., "--label", "-l", help="Label to walk; give it twice for a 2-D grid."),
+    steps: int = typer.Option(9, "--steps", min=2, max=64, help="Points along each walk."),
+    span: float = typer.Option(2.0, "--span", min=0.0, help="Extend past the class means by this many prior sd."),
+    frames: int = typer.Option(48, "--frames", min=8, max=400, help="GIF frames per loop."),
+    fps: int = typer.Option(15, "--fps", min=1, max=50, help="GIF frames per second."),
+    output: Optional[str] = OUTPUT, fmt: Optional[str] = FORMAT, size: Optional[int] = SIZE,
+    resample: str = RESAMPLE, sample: bool = SAMPLE, seed: int = SEED,
+    model: Optional[str] = MODEL, device: Optional[str] = DEVICE,
+) -> None:
+    """Walk one label's characteristic latent (input, reconstruction, then the walk); twice: a 2-D grid."""
+    import numpy as np
+
+    from ccvae_tools import render
+    from ccvae_tools.interventions import traverse, traverse_grid
+
+    if len(label) > 2:
+        raise UsageError("--label: give one label (a strip) or two (a 2-D grid)")
+    s = _Session(model, device)
+    idx = [s.label(n) for n in label]
+    if len(idx) == 2 and idx[0] == idx[1]:
+        raise UsageError("--label: a 2-D traversal needs two different labels")
+    names = [s.m.label_names[i] for i in idx]
+    inputs = s.read(images)
+    arr = np.stack([a for _, a in inputs])
+    z = s.codes(arr, sample, seed)
+    gif = _is_gif(output, fmt)
+    default = _default_for(images, _slug(names), "gif" if gif else "png")
+    if gif:
+        if len(idx) == 2:
+            raise UsageError("a 2-D traversal is a still grid: write .png/.jpg/.webp (or use `ccvae gif`)")
+        pictures, durations = _loop_frames(s, z, [idx[0]] * len(z), frames, fps, span,
+                                           scale=s.scale(size, 2), resample=resample, titles=None)
+        _write(pictures, output, fmt, default, durations)
+        return
+    scale = s.scale(size)
+    if len(idx) == 1:
+        walk = s.m.decode(traverse(s.model, z, idx[0], steps, span).reshape(-1, z.shape[1]))
+        walk = walk.reshape(len(z), steps, *walk.shape[1:])
+        recon = s.m.decode(z)
+        rows = [[arr[b], recon[b], *walk[b]] for b in range(len(z))]
+        picture = render.grid(rows, scale=scale, resample=resample)
+    else:
+        g = traverse_grid(s.model, z, idx[0], idx[1], steps, span)
+        dec = s.m.decode(g.reshape(-1, z.shape[1])).reshape(len(z), steps, steps, *arr.shape[1:])
+        rows = [list(dec[b, r]) for b in range(len(z)) for r in range(steps)]
+        picture = render.grid(rows, scale=scale, resample=resample)
+    _write(picture, output, fmt, default)
+
+
+def _default_for(images: list[str], suffix: str, ext: str) -> str:
+    from ccvae_tools.cli_io import default_output
+
+    return default_output(images[0] if images else "-", suffix, ext)
+
+
+def _loop_frames(s: _Session, z, label_per_tile: list[int], frames: int, fps: int, span: float, scale: int,
+                 resample: str, titles: Optional[list[str]], probability: bool = False, columns: int = 0):
+    """Animation frames: one tile per (code, label), each looping from its own code through the walk."""
+    import torch
+
+    from ccvae_tools import render
+    from ccvae_tools.interventions import loop_path, ping_pong_holds
+
+    paths = torch.stack([loop_path(s.model, z[t], i, frames, span) for t, i in enumerate(label_per_tile)])
+    flat = paths.reshape(-1, z.shape[1])
+    decoded = s.m.decode(flat).reshape(len(label_per_tile), frames, *s.m.decode(z[:1]).shape[1:])
+    probs = s.m.classify_codes(flat).reshape(len(label_per_tile), frames, -1, s.model.kmax).cpu() \
+        if probability else None
+    cols = columns or len(label_per_tile)
+    pictures = []
+    for f in range(frames):
+        tiles = []
+        for t, i in enumerate(label_per_tile):
+            if titles is None:
+                tiles.append(render.tile_image(decoded[t, f], scale, resample))
+                continue
+            note = None
+            if probs is not None:
+                lab = s.model.cfg.labels[i]
+                p = probs[t, f, i]
+                note = f"p={float(p[1]):.2f}" if lab.num_classes == 2 else \
+                    f"{lab.classes[int(p[: lab.num_classes].argmax())]} {float(p.max()):.2f}"
+            tiles.append(render.captioned(decoded[t, f], titles[t], note, scale, resample))
+        pictures.append(render.mosaic(tiles, cols))
+    step = round(1000 / fps)
+    durations = [step] * frames
+    for h in ping_pong_holds(frames):
+        durations[h] = step + 400
+    return pictures, durations
+
+
+# ----------------------------------------------------------------------------------------------
+
+@app.command("gif", epilog="""Examples:
+
+  ccvae gif face.png                          (face.gif: every label's traversal, one tile each)
+
+  ccvae gif face.png --label smiling --label eyeglasses --probability -o out.gif
+
+  ccvae gif face.png --size 192 --resample lanczos --fps 20
+""")
+def gif_cmd(
+    image: str = typer.Argument(..., help="Input image (- = stdin)."),
+    label: Optional[List[str]] = typer.Option(None, "--label", "-l", help="Labels to animate (default: all)."),
+    frames: int = typer.Option(48, "--frames", min=8, max=400, help="Frames per loop."),
+    fps: int = typer.Option(15, "--fps", min=1, max=50, help="Frames per second (holds at the ends add 0.4 s)."),
+    span: float = typer.Option(2.0, "--span", min=0.0, help="Extend past the class means by this many prior sd."),
+    columns: int = typer.Option(0, "--columns", min=0, help="Tiles per row (default: about square)."),
+    probability: bool = typer.Option(False, "--probability", help="Show q(label | frame) under each tile."),
+    output: Optional[str] = OUTPUT, size: Optional[int] = SIZE, resample: str = RESAMPLE,
+    sample: bool = SAMPLE, seed: int = SEED, model: Optional[str] = MODEL, device: Optional[str] = DEVICE,
+) -> None:
+    """One animation tiling every label's traversal of an image (each tile names its label)."""
+    import math
+
+    s = _Session(model, device)
+    idx = [s.label(n) for n in label] if label else list(range(len(s.m.label_names)))
+    inputs = s.read([image])
+    import numpy as np
+
+    z = s.codes(np.stack([inputs[0][1]]), sample, seed)
+    zz = z.expand(len(idx), -1)
+    titles = [s.m.label_names[i] for i in idx]
+    cols = columns or math.ceil(math.sqrt(len(idx)))
+    pictures, durations = _loop_frames(s, zz, idx, frames, fps, span, scale=s.scale(size, 2), resample=resample,
+                                       titles=titles, probability=probability, columns=cols)
+    if output is not None and output != "-" and not output.lower().endswith(".gif"):
+        raise UsageError(f"{output}: `ccvae gif` writes an animation: give a .gif name")
+    _write(pictures, output, "gif" if output == "-" else None, _default_for([image], "traversals", "gif")
+           if label is None else _default_for([image], _slug(titles), "gif"), durations)
+
+
+# ----------------------------------------------------------------------------------------------
+
+@app.command("sample", epilog="""Examples:
+
+  ccvae sample --set smiling=1 -n 16 -o smiling.png
+
+  ccvae sample --set eyeglasses=1 --set smiling=0 -n 8 --seed 3
+
+  ccvae sample --set smiling=1 --style-from face.png -n 8     (same face, new smiles)
+
+  ccvae sample --set blond_hair=1 --temperature 0.7 -o - > blond.png
+""")
+def sample_cmd(
+    set_: List[str] = typer.Option([], "--set", "-s", help="LABEL=VALUE to fix (others drawn from p(y))."),
+    n: int = typer.Option(16, "-n", "--n", min=1, max=1024, help="Number of samples."),
+    style_from: Optional[str] = typer.Option(None, "--style-from", help="Keep the style latents of this image."),
+    temperature: float = typer.Option(1.0, "--temperature", "-t", min=0.0, help="Scales every prior sd."),
+    columns: int = typer.Option(0, "--columns", min=0, help="Images per row (default: about square)."),
+    output: Optional[str] = OUTPUT, fmt: Optional[str] = FORMAT, size: Optional[int] = SIZE,
+    resample: str = RESAMPLE, seed: int = SEED, model: Optional[str] = MODEL, device: Optional[str] = DEVICE,
+) -> None:
+    """Conditional generation: a grid of images with chosen label values, diverse within each value."""
+    import math
+
+    import numpy as np
+    import torch
+
+    from ccvae_tools import render
+    from ccvae_tools.interventions import conditional_sample
+
+    s = _Session(model, device)
+    assign = s.assignments(set_)
+    style = None
+    if style_from is not None:
+        style = s.codes(np.stack([s.read([style_from])[0][1]]), False, seed)[0]
+    g = torch.Generator().manual_seed(seed)
+    z = conditional_sample(s.model, n, assign, style=style, temperature=temperature, generator=g)
+    imgs = s.m.decode(z)
+    cols = columns or math.ceil(math.sqrt(n))
+    rows = [list(imgs[r: r + cols]) for r in range(0, n, cols)]
+    picture = render.grid(rows, scale=s.scale(size), resample=resample)
+    slug = "-".join(f"{s.m.label_names[i].lower()}{k}" for i, k in sorted(assign.items())) or "sample"
+    _write(picture, output, fmt, f"ccvae-{slug}.png")
+
+
+# ----------------------------------------------------------------------------------------------
+
+@app.command("edit", epilog="""Examples:
+
+  ccvae edit face.png --set smiling=1                  (writes face.edit.png)
+
+  ccvae edit face.png --set eyeglasses=1 --set blond_hair=0 --compare -o out.png
+
+  ccvae edit *.png --set smiling=0 -o edited/          (many images, one folder)
+
+  cat face.png | ccvae edit - --set smiling=1 -o - > smiling.png
+""")
+def edit_cmd(
+    images: List[str] = typer.Argument(..., help="Input images (- = stdin)."),
+    set_: List[str] = typer.Option(..., "--set", "-s", help="LABEL=VALUE to set (several allowed)."),
+    compare: bool = typer.Option(False, "--compare", help="Write input | reconstruction | edit side by side."),
+    output: Optional[str] = OUTPUT, fmt: Optional[str] = FORMAT, size: Optional[int] = SIZE,
+    resample: str = RESAMPLE, sample: bool = SAMPLE, seed: int = SEED,
+    model: Optional[str] = MODEL, device: Optional[str] = DEVICE,
+) -> None:
+    """Intervene: set labels (quantile-preserving move of their latents), keep the rest of the image."""
+    import numpy as np
+
+    from ccvae_tools import render
+    from ccvae_tools.interventions import edit
+
+    s = _Session(model, device)
+    assign = s.assignments(set_)
+    inputs = s.read(images)
+    arr = np.stack([a for _, a in inputs])
+    z = s.codes(arr, sample, seed)
+    edited = s.m.decode(edit(s.model, z, assign))
+    recon = s.m.decode(z) if compare else None
+    pictures = []
+    for b in range(len(inputs)):
+        cells = [arr[b], recon[b], edited[b]] if compare else [edited[b]]
+        pictures.append(render.grid([cells], scale=s.scale(size), resample=resample, pad=2 if compare else 0))
+    _write_many(images, pictures, output, fmt, "edit")
+
+
+def _write_many(images: list[str], pictures: list, output: Optional[str], fmt: Optional[str], suffix: str) -> None:
+    """One picture per input: -o FILE (one input), -o DIR/ (existing folder), or names next to the inputs."""
+    from ccvae_tools.cli_io import default_output
+
+    if len(pictures) == 1:
+        _write(pictures[0], output, fmt, default_output(images[0], suffix, "png"))
+        return
+    if output == "-":
+        raise UsageError("-o -: only one image can go to stdout; give a folder for several inputs")
+    if output is not None and not Path(output).is_dir():
+        raise UsageError(f"-o {output}: with several inputs, -o must be an existing folder")
+    for name, pic in zip(images, pictures):
+        target = default_output(name, suffix, "png")
+        if output is not None:
+            target = str(Path(output) / Path(target).name)
+        _write(pic, target, None, target)
+        print(target)
+
+
+# ----------------------------------------------------------------------------------------------
+
+@app.command("swap", epilog="""Examples:
+
+  ccvae swap a.png b.png                          (a.swap.png: A with all of B's characteristics)
+
+  ccvae swap a.png b.png --labels smiling,eyeglasses -o out.png
+
+  ccvae swap a.png b.png c.png d.png --grid -o grid.png --cells cells/
+
+  cat a.png | ccvae swap - b.png -o - > out.png
+""")
+def swap_cmd(
+    images: List[str] = typer.Argument(..., help="A B (A takes B's characteristics); with --grid, 2 or more."),
+    labels: Optional[str] = typer.Option(None, "--labels", help="Comma-separated labels to transfer (default all)."),
+    grid: bool = typer.Option(False, "--grid", help="All pairs: row r takes image r's characteristics, "
+                              "column c keeps image c's style."),
+    cells: Optional[Path] = typer.Option(None, "--cells", help="With --grid: also save every cell in this folder."),
+    output: Optional[str] = OUTPUT, fmt: Optional[str] = FORMAT, size: Optional[int] = SIZE,
+    resample: str = RESAMPLE, sample: bool = SAMPLE, seed: int = SEED,
+    model: Optional[str] = MODEL, device: Optional[str] = DEVICE,
+) -> None:
+    """Transfer characteristics: decode A's code with z_c of the chosen labels taken from B."""
+    import numpy as np
+
+    from ccvae_tools import render
+    from ccvae_tools.interventions import swap
+
+    if not grid and len(images) != 2:
+        raise UsageError("swap takes two images, A and B (or --grid with two or more)")
+    if grid and len(images) < 2:
+        raise UsageError("--grid needs at least two images")
+    if cells is not None and not grid:
+        raise UsageError("--cells goes with --grid")
+    s = _Session(model, device)
+    chosen = None
+    if labels:
+        chosen = [s.label(t.strip()) for t in labels.split(",") if t.strip()]
+    inputs = s.read(images)
+    arr = np.stack([a for _, a in inputs])
+    z = s.codes(arr, sample, seed)
+    scale = s.scale(size)
+    if not grid:
+        out = s.m.decode(swap(s.model, z[0:1], z[1:2], chosen))
+        _write(render.grid([[out[0]]], scale=scale, resample=resample, pad=0), output, fmt,
+               _default_for(images, "swap", "png"))
+        return
+    n = len(z)
+    codes = swap(s.model, z[None, :, :].expand(n, n, -1), z[:, None, :].expand(n, n, -1), chosen)
+    dec = s.m.decode(codes.reshape(n * n, -1)).reshape(n, n, *arr.shape[1:])
+    blank = np.full_like(arr[0], 255)
+    rows = [[blank, *arr]] + [[arr[r], *dec[r]] for r in range(n)]
+    if cells is not None:
+        if not cells.is_dir():
+            raise UsageError(f"--cells {cells}: no such folder")
+        from ccvae_tools.cli_io import write_image_output
+
+        for r in range(n):
+            for c in range(n):
+                write_image_output(render.tile_image(dec[r, c]), str(cells / f"r{r:02d}-c{c:02d}.png"))
+    _write(render.grid(rows, scale=scale, resample=resample), output, fmt, _default_for(images, "swapgrid", "png"))
+
+
+# ----------------------------------------------------------------------------------------------
+
+@app.command("interpolate", epilog="""Examples:
+
+  ccvae interpolate a.png b.png                    (a.interp.png: A, the path, B)
+
+  ccvae interpolate a.png b.png --steps 16 -o morph.gif
+""")
+def interpolate_cmd(
+    a: str = typer.Argument(..., help="First image (- = stdin)."),
+    b: str = typer.Argument(..., help="Second image."),
+    steps: int = typer.Option(9, "--steps", min=2, max=200, help="Points on the path, ends included."),
+    fps: int = typer.Option(15, "--fps", min=1, max=50, help="GIF frames per second."),
+    output: Optional[str] = OUTPUT, fmt: Optional[str] = FORMAT, size: Optional[int] = SIZE,
+    resample: str = RESAMPLE, sample: bool = SAMPLE, seed: int = SEED,
+    model: Optional[str] = MODEL, device: Optional[str] = DEVICE,
+) -> None:
+    """The straight path between two images' codes."""
+    import numpy as np
+
+    from ccvae_tools import render
+    from ccvae_tools.interventions import interpolate
+
+    s = _Session(model, device)
+    inputs = s.read([a, b])
+    arr = np.stack([x for _, x in inputs])
+    z = s.codes(arr, sample, seed)
+    path = s.m.decode(interpolate(z[0], z[1], steps))
+    gif = _is_gif(output, fmt)
+    default = _default_for([a], "interp", "gif" if gif else "png")
+    if gif:  # there and back, so that the loop is seamless
+        seq = list(path) + list(path[-2:0:-1])
+        frames = [render.tile_image(x, s.scale(size, 2), resample) for x in seq]
+        durations = [round(1000 / fps)] * len(frames)
+        durations[0] += 400
+        durations[steps - 1] += 400
+        _write(frames, output, fmt, default, durations)
+        return
+    _write(render.grid([[arr[0], *path, arr[1]]], scale=s.scale(size), resample=resample), output, fmt, default)
