@@ -68,8 +68,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     "paper": dict(format="celeba", labels=None, image_size=64, crop="squash", z_style=27, lr=1e-4,
                   batch_size=200, epochs=200, draws=100, classifier_weight=0.0),
     # The shipped default: generated avatars (`ccvae data avatars`), trained on a CPU.
-    "avatars": dict(format="celeba", image_size=64, crop="auto", z_style=27, lr=5e-4, batch_size=128,
-                    epochs=40, draws=100),
+    "avatars": dict(format="celeba", image_size=64, crop="auto", z_style=27, lr=1e-3, batch_size=64,
+                    epochs=40, draws=100, classifier_weight=100.0),
 }
 
 

@@ -181,3 +181,12 @@ def test_torchrun_two_processes_on_the_cpu(avatar_dir_200, tmp_path):
     model, meta = load_model(runs[0] / "model.safetensors")
     assert meta["ccvae.train"]["images_seen"] == 160  # 5 steps x 2 ranks x 16
     assert len((runs[0] / "metrics.jsonl").read_text().splitlines()) == 1
+
+
+def test_precision_options_on_the_cpu(avatar_dir_200, tmp_path):
+    run = train(opts_for(avatar_dir_200, tmp_path, precision="bf16", epochs=1, preview_every=0))
+    model, meta = load_model(run / "model.safetensors")
+    assert meta["ccvae.train"]["options"]["precision"] == "bf16"
+    assert all(p.dtype == torch.float32 and torch.isfinite(p).all() for p in model.parameters())
+    with pytest.raises(UsageError, match="fp16 needs a CUDA device"):
+        train(opts_for(avatar_dir_200, tmp_path, precision="fp16", device="cpu"))

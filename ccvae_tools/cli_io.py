@@ -1,0 +1,623 @@
+"""Plumbing shared by every model command: which weights, which labels, which inputs, where outputs go.
+
+Nothing heavy is imported at module level (no torch, numpy or PIL): `ccvae --help`, `ccvae info`
+and `ccvae labels` import this module and must stay fast.
+
+    path = resolve_model_path(model_opt)                  # --model > $CCVAE_MODEL > shipped default
+    m = open_model(model_opt, device_opt)                 # api.LoadedModel (imports torch)
+    i = match_label("blond hair", m.label_names)          # loose, case-insensitive
+    i, k = parse_assignment("smiling=1", m.labels)        # (label index, class index)
+    for name, arr in read_inputs(["a.png", "-"], m.preprocess): ...
+    write_image_output(frames, "out.gif", None, durations=[80] * len(frames))
+    print(default_output("face.png", "smiling", "gif"))   # face.smiling.gif
+"""
+
+from __future__ import annotations
+
+import difflib
+import errno
+import io
+import json
+import os
+import re
+import sys
+import tempfile
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ccvae_tools.errors import CcvaeError, DataError, UsageError, WeightsError
+
+if TYPE_CHECKING:  # pragma: no cover
+    import numpy as np
+    from PIL import Image
+
+    from ccvae_tools.api import LoadedModel
+    from ccvae_tools.data.base import Preprocess
+
+DEFAULT_WEIGHTS = "avatars64.safetensors"
+MODEL_ENV = "CCVAE_MODEL"
+DEVICE_ENV = "CCVAE_DEVICE"
+DEVICES = ("auto", "cpu", "cuda", "mps")
+STDIN_NAME = "<stdin>"
+
+# output formats: extension -> PIL format
+FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".gif": "GIF"}
+STILL_FORMATS = ("PNG", "JPEG", "WEBP")
+
+# when read_inputs warns (the image works, but the result will likely be poor)
+UPSCALE_WARN = 2.0          # the model's side over the source's usable side
+ASPECT_WARN = 1.5           # long side over short side
+WARN_EACH = 3               # per kind of warning, the first few inputs are named, then a count
+
+
+# ----------------------------------------------------------------------------------------------
+# weights
+# ----------------------------------------------------------------------------------------------
+
+def default_model_candidates() -> list[Path]:
+    """Where the shipped default weights may be, in order: a source checkout, then installed data."""
+    import sysconfig
+
+    here = Path(__file__).resolve().parent.parent          # the folder holding the package
+    out = [here / "weights" / DEFAULT_WEIGHTS]
+    prefixes = [sys.prefix]
+    try:
+        prefixes.append(sysconfig.get_path("data"))         # the scheme's data folder (= prefix mostly)
+    except (KeyError, ValueError):  # pragma: no cover - exotic schemes
+        pass
+    try:
+        import site
+
+        prefixes.append(site.getuserbase())                 # pip install --user
+    except Exception:  # noqa: BLE001 - site may be stripped in embedded Pythons  # pragma: no cover
+        pass
+    for p in prefixes:
+        cand = Path(p) / "share" / "ccvae" / "weights" / DEFAULT_WEIGHTS
+        if cand not in out:
+            out.append(cand)
+    return out
+
+
+def resolve_model_path(option: str | os.PathLike | None, source: str = "--model") -> Path:
+    """The weights file to use: `--model`, else $CCVAE_MODEL, else the shipped default.
+
+    A path given explicitly must exist (WeightsError naming where it came from, `source`); a run
+    folder holding model.safetensors stands for that file. When no default is installed the error
+    says where it looked and how to pass one.
+    """
+    if option is not None and str(option) != "":
+        return _existing(Path(os.path.expanduser(str(option))), source)
+    env = os.environ.get(MODEL_ENV, "")
+    if env:
+        return _existing(Path(os.path.expanduser(env)), MODEL_ENV)
+    candidates = default_model_candidates()
+    for cand in candidates:
+        if cand.is_file():
+            return cand
+    where = ", ".join(str(c) for c in candidates)
+    raise WeightsError(f"no weights given and no default weights installed (looked for {where}); "
+                       f"pass --model PATH or set {MODEL_ENV}")
+
+
+def _existing(path: Path, source: str) -> Path:
+    if not path.exists():
+        raise WeightsError(f"{path}: no such weights file (from {source}); check the path")
+    if path.is_dir():
+        if (path / "model.safetensors").is_file():          # a run folder of `ccvae train`
+            return path / "model.safetensors"
+        found = sorted(path.glob("*.safetensors"))
+        hint = f" such as {found[0]}" if found else ""
+        raise WeightsError(f"{path}: is a folder (from {source}); pass the .safetensors file{hint}")
+    return path
+
+
+def resolve_device(option: str | None) -> str:
+    """--device, else $CCVAE_DEVICE, else auto; checked against the known names (cuda:N allowed)."""
+    name = (option or os.environ.get(DEVICE_ENV, "") or "auto").strip().lower()
+    if name in DEVICES or re.fullmatch(r"cuda:\d+", name):
+        return name
+    raise UsageError(f"--device {name!r}: unknown device; use one of {', '.join(DEVICES)}")
+
+
+def read_model_metadata(model_opt: str | None) -> tuple[Path, dict[str, Any]]:
+    """(path, decoded metadata) of the resolved weights file, validated. No torch."""
+    from ccvae_tools.weights import read_metadata
+
+    path = resolve_model_path(model_opt)
+    return path, read_metadata(path)
+
+
+def open_model(model_opt: str | None, device_opt: str | None) -> "LoadedModel":
+    """Resolve and load the weights (validated, no pickle) onto the chosen device. Imports torch."""
+    path = resolve_model_path(model_opt)
+    device = resolve_device(device_opt)
+    from ccvae_tools.api import load
+
+    return load(path, device=device)
+
+
+def label_names_of(meta: dict[str, Any]) -> list[str]:
+    """Ordered label names from decoded metadata (ccvae.labels)."""
+    return [str(d["name"]) for d in meta.get("ccvae.labels", [])]
+
+
+# ----------------------------------------------------------------------------------------------
+# labels
+# ----------------------------------------------------------------------------------------------
+
+def _norm(name: str) -> str:
+    """Case-insensitive, with spaces, hyphens and underscores alike (runs of them count as one)."""
+    return re.sub(r"[\s_\-]+", "_", str(name).strip().lower()).strip("_")
+
+
+def match_label(name: str, labels: Sequence[str]) -> int:
+    """Index of `name` among `labels`, matched loosely; UsageError with suggestions if unknown."""
+    labels = [str(x) for x in labels]
+    if name in labels:
+        return labels.index(name)
+    key = _norm(name)
+    hits = [i for i, lab in enumerate(labels) if _norm(lab) == key]
+    if len(hits) == 1:
+        return hits[0]
+    if len(hits) > 1:
+        raise UsageError(f"label {name!r} is ambiguous: it matches {', '.join(labels[i] for i in hits)}; "
+                         f"spell it exactly")
+    if not labels:
+        raise UsageError(f"label {name!r}: this model has no labels")
+    normed = [_norm(lab) for lab in labels]
+    close = difflib.get_close_matches(key, normed, n=3, cutoff=0.6)
+    close_names = [labels[normed.index(c)] for c in close]
+    prefix = [lab for lab, n in zip(labels, normed) if key and n.startswith(key) and lab not in close_names]
+    close_names += prefix[: max(0, 3 - len(close_names))]
+    hint = f"did you mean {' or '.join(close_names)}? " if close_names else ""
+    raise UsageError(f"unknown label {name!r}; {hint}labels of this model: {', '.join(labels)} "
+                     f"(see `ccvae labels`)")
+
+
+_TRUE = ("1", "true", "yes", "y", "on")
+_FALSE = ("0", "false", "no", "n", "off")
+
+
+def _label_fields(lab: Any) -> tuple[str, list[str]]:
+    """(name, classes) of a Label object or a metadata dict {"name", "classes"}."""
+    if isinstance(lab, dict):
+        return str(lab["name"]), [str(c) for c in lab.get("classes", ("0", "1"))]
+    return str(lab.name), [str(c) for c in lab.classes]
+
+
+def parse_class(value: str, label: Any) -> int:
+    """Class index of `value` for one label (0/1, true/false, yes/no for binary; a class name or index)."""
+    name, classes = _label_fields(label)
+    v = str(value).strip()
+    low = v.lower()
+    for k, c in enumerate(classes):                   # a class name (exactly, then loosely)
+        if v == c:
+            return k
+    for k, c in enumerate(classes):
+        if _norm(c) == _norm(v) and _norm(v):
+            return k
+    if len(classes) == 2:
+        if low in _TRUE:
+            return 1
+        if low in _FALSE:
+            return 0
+    elif re.fullmatch(r"\d+", low) and int(low) < len(classes):
+        return int(low)
+    if len(classes) == 2:
+        valid = "0/1, true/false, yes/no" + ("" if classes == ["0", "1"] else f", {'/'.join(classes)}")
+    else:
+        valid = f"a class name ({', '.join(classes)}) or 0..{len(classes) - 1}"
+    raise UsageError(f"{name}={v}: not a value of label {name!r}; use {valid}")
+
+
+def parse_assignment(text: str, labels_info: Sequence[Any]) -> tuple[int, int]:
+    """'smiling=1' -> (label index, class index). UsageError naming the valid labels or values."""
+    if "=" not in text:
+        raise UsageError(f"{text!r}: expected LABEL=VALUE, e.g. smiling=1")
+    name, _, value = text.partition("=")
+    if not name.strip() or not value.strip():
+        raise UsageError(f"{text!r}: expected LABEL=VALUE, e.g. smiling=1")
+    names = [_label_fields(lab)[0] for lab in labels_info]
+    i = match_label(name.strip(), names)
+    return i, parse_class(value, labels_info[i])
+
+
+# ----------------------------------------------------------------------------------------------
+# inputs
+# ----------------------------------------------------------------------------------------------
+
+class _Warnings:
+    """Collects input warnings: names the first few of each kind, then counts the rest."""
+
+    def __init__(self) -> None:
+        self.counts: dict[str, int] = {}
+
+    def add(self, kind: str, msg: str) -> None:
+        n = self.counts.get(kind, 0) + 1
+        self.counts[kind] = n
+        if n <= WARN_EACH:
+            _warn(msg)
+
+    def close(self) -> None:
+        for kind, n in self.counts.items():
+            if n > WARN_EACH:
+                _warn(f"... and {n - WARN_EACH} more input(s) {kind}")
+
+
+def _warn(msg: str) -> None:
+    from ccvae_tools.console import err, warn
+
+    if err.is_terminal:
+        warn(msg)
+    else:  # one line per warning off a terminal (rich would wrap it at 80 columns)
+        print(f"warning: {msg}", file=sys.stderr, flush=True)
+
+
+def _check_stdin() -> None:
+    if sys.stdin is None:
+        raise UsageError("'-' reads image bytes from stdin, but there is no stdin")
+    try:
+        tty = sys.stdin.isatty()
+    except (AttributeError, ValueError):
+        tty = False
+    if tty:
+        raise UsageError("'-' reads image bytes from stdin, but stdin is a terminal; pipe an image in "
+                         "(ccvae ... - < face.png)")
+
+
+def _read_stdin() -> bytes:
+    _check_stdin()
+    buf = getattr(sys.stdin, "buffer", None)
+    data = buf.read() if buf is not None else sys.stdin.read()
+    return data.encode("latin-1") if isinstance(data, str) else bytes(data)
+
+
+def input_warnings(data: bytes, name: str, pre: "Preprocess") -> list[tuple[str, str]]:
+    """(kind, message) for an image far from what the model saw in training (it still works)."""
+    from PIL import Image
+
+    found: list[tuple[str, str]] = []
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            w, h = img.size
+            mode = img.mode
+            gray_palette = False
+            if mode == "P":
+                pal = img.getpalette() or []
+                gray_palette = bool(pal) and all(pal[i] == pal[i + 1] == pal[i + 2]
+                                                 for i in range(0, len(pal) - 2, 3))
+            try:
+                orientation = img.getexif().get(0x0112, 1)
+            except Exception:  # noqa: BLE001
+                orientation = 1
+    except Exception:  # noqa: BLE001 - load_image reports unreadable images with its own message
+        return found
+    if min(w, h) < 1:
+        return found
+    if orientation in (5, 6, 7, 8):
+        w, h = h, w
+    short, long_ = min(w, h), max(w, h)
+    usable = short
+    if pre.crop == "center" and pre.crop_size is not None:
+        usable = min(short, pre.crop_size)
+    factor = pre.size / usable
+    if factor > UPSCALE_WARN:
+        found.append(("upscaled", f"{name}: {w}x{h} px is upscaled {factor:.1f}x to the model's {pre.size}x{pre.size}; "
+                  f"expect a blurry result (use a larger image)"))
+    if long_ / short >= ASPECT_WARN:
+        what = ("only its centre square is used" if pre.crop == "center"
+                else f"it is squashed to {pre.size}x{pre.size}")
+        found.append(("far from square", f"{name}: {w}x{h} px is far from square; {what} (crop it to the face first)"))
+    gray = mode in ("1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "I;16N", "F") or gray_palette
+    if pre.channels == 3 and gray:
+        found.append(("grayscale", f"{name}: a grayscale image for a colour (RGB) model; it is used as gray RGB"))
+    elif pre.channels == 1 and not gray:
+        found.append(("in colour", f"{name}: a colour image for a grayscale model; it is converted to grayscale"))
+    return found
+
+
+def check_input_paths(inputs: Sequence[str]) -> None:
+    """Fail before any work when a path is missing or a folder (typos show up at once)."""
+    for src in inputs:
+        if src == "-":
+            _check_stdin()
+            continue
+        p = Path(src)
+        if p.is_dir():
+            raise DataError(f"{src}: is a folder, not an image file; give the path of an image "
+                            f"(e.g. {src.rstrip('/')}/*.jpg)")
+        if not p.exists():
+            raise DataError(f"{src}: no such file; check the path")
+
+
+def _load_one(src: str, data: bytes | None, pre: "Preprocess") -> tuple["np.ndarray", list[tuple[str, str]]]:
+    from ccvae_tools.images import _read_bytes, load_image
+
+    name = STDIN_NAME if src == "-" else src
+    if data is None:
+        data = _read_bytes(Path(src), name)
+    arr = load_image(data, pre, name=name)
+    return arr, input_warnings(data, name, pre)
+
+
+def iter_inputs(inputs: Sequence[str], pre: "Preprocess", batch_size: int = 256,
+                workers: int | None = None) -> Iterator[list[tuple[str, "np.ndarray"]]]:
+    """Batches of (name, uint8 (C, H, W)) in input order, decoded in a thread pool.
+
+    `-` is image bytes on stdin (read once, named "<stdin>"). Any unusable input raises a one-line
+    DataError (missing files and folders before any decoding). Warnings go to stderr.
+    """
+    inputs = [str(s) for s in inputs]
+    if not inputs:
+        raise UsageError("no input images given")
+    check_input_paths(inputs)
+    stdin_data = _read_stdin() if "-" in inputs else None
+    warns = _Warnings()
+    batch_size = max(1, int(batch_size))
+    n_workers = workers if workers is not None else min(8, (os.cpu_count() or 1) + 1)
+
+    def one(src: str) -> tuple["np.ndarray", list[tuple[str, str]]]:
+        return _load_one(src, stdin_data if src == "-" else None, pre)
+
+    def emit(names: list[str], results: list) -> list[tuple[str, "np.ndarray"]]:
+        out = []
+        for c, (arr, found) in zip(names, results):        # warnings in input order, from this thread
+            for kind, msg in found:
+                warns.add(kind, msg)
+            out.append((STDIN_NAME if c == "-" else c, arr))
+        return out
+
+    try:
+        if n_workers <= 1 or len(inputs) == 1:
+            for s in range(0, len(inputs), batch_size):
+                chunk = inputs[s: s + batch_size]
+                yield emit(chunk, [one(c) for c in chunk])
+        else:
+            from concurrent.futures import ThreadPoolExecutor
+
+            with ThreadPoolExecutor(max_workers=n_workers) as pool:
+                # keep one batch in flight ahead of the consumer, so decoding overlaps the model
+                pending = None
+                for s in range(0, len(inputs) + batch_size, batch_size):
+                    chunk = inputs[s: s + batch_size]
+                    nxt = (chunk, [pool.submit(one, c) for c in chunk]) if chunk else None
+                    if pending is not None:
+                        names, futs = pending
+                        try:
+                            arrs = [f.result() for f in futs]
+                        except BaseException:
+                            if nxt is not None:
+                                for f in nxt[1]:
+                                    f.cancel()
+                            raise
+                        yield emit(names, arrs)
+                    pending = nxt
+                    if nxt is None:
+                        break
+    finally:
+        warns.close()
+
+
+def read_inputs(inputs: Sequence[str], pre: "Preprocess", workers: int | None = None
+                ) -> list[tuple[str, "np.ndarray"]]:
+    """All inputs as (name, uint8 (C, H, W)) per `pre`; see `iter_inputs`."""
+    out: list[tuple[str, np.ndarray]] = []
+    for batch in iter_inputs(inputs, pre, batch_size=max(1, len(inputs)), workers=workers):
+        out.extend(batch)
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# outputs
+# ----------------------------------------------------------------------------------------------
+
+def _supported() -> str:
+    return ", ".join(FORMATS)
+
+
+def format_for(out: str, fmt: str | None = None) -> str:
+    """PIL format name for an output: by extension for files, `fmt` (default PNG) for stdout '-'."""
+    if fmt is not None:
+        key = "." + str(fmt).lower().lstrip(".")
+        if key not in FORMATS:
+            raise UsageError(f"--format {fmt!r}: unknown image format; use one of "
+                             f"{', '.join(k[1:] for k in FORMATS)}")
+        fmt_name = FORMATS[key]
+    else:
+        fmt_name = None
+    if out == "-":
+        return fmt_name or "PNG"
+    ext = Path(out).suffix.lower()
+    if ext not in FORMATS:
+        shown = f"unknown image extension {ext!r}" if ext else "no image extension"
+        raise UsageError(f"{out}: {shown}; end the name with one of {_supported()}")
+    if fmt_name is not None and fmt_name != FORMATS[ext]:
+        raise UsageError(f"{out}: the extension {ext} does not match --format {fmt}; use one or the other")
+    return FORMATS[ext]
+
+
+def _as_frames(img: Any) -> list["Image.Image"]:
+    from PIL import Image
+
+    from ccvae_tools.images import to_pil
+
+    items = list(img) if isinstance(img, (list, tuple)) else [img]
+    if not items:
+        raise ValueError("no frames to write")
+    return [x if isinstance(x, Image.Image) else to_pil(x) for x in items]
+
+
+def _gif_frames(frames: list["Image.Image"]) -> list["Image.Image"]:
+    """All frames on one shared palette (no colour flicker between frames), deterministic."""
+    from PIL import Image
+
+    if all(f.mode == "L" for f in frames):
+        return frames
+    if all(f.mode == "P" for f in frames):
+        return frames
+    rgb = [f.convert("RGB") for f in frames]
+    w = max(f.width for f in rgb)
+    h = sum(f.height for f in rgb)
+    sheet = Image.new("RGB", (w, h))
+    y = 0
+    for f in rgb:
+        sheet.paste(f, (0, y))
+        y += f.height
+    pal = sheet.quantize(colors=256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
+    return [f.quantize(palette=pal, dither=Image.Dither.NONE) for f in rgb]
+
+
+def encode_image(img: Any, fmt: str, durations: int | Sequence[int] | None = None) -> bytes:
+    """The file bytes of an image (PIL image or uint8 array) or a list of frames, in PIL format `fmt`."""
+    frames = _as_frames(img)
+    buf = io.BytesIO()
+    if fmt == "GIF":
+        frames = _gif_frames(frames)
+        if len(frames) == 1:
+            frames[0].save(buf, format="GIF", optimize=False)
+        else:
+            if durations is None:
+                durations = 100
+            if not isinstance(durations, int):
+                durations = [int(d) for d in durations]
+                if len(durations) != len(frames):
+                    raise ValueError(f"{len(durations)} durations for {len(frames)} frames")
+            frames[0].save(buf, format="GIF", save_all=True, append_images=frames[1:], loop=0,
+                           duration=durations, disposal=2, optimize=False)
+        return buf.getvalue()
+    if len(frames) != 1:
+        raise UsageError(f"{len(frames)} frames cannot go in a still {fmt} image; write a .gif "
+                         f"(or --format gif) for an animation")
+    im = frames[0]
+    if fmt == "JPEG":
+        if im.mode not in ("L", "RGB"):
+            im = im.convert("RGB")
+        im.save(buf, format="JPEG", quality=95)
+    elif fmt == "WEBP":
+        im.save(buf, format="WEBP", lossless=True)
+    else:
+        im.save(buf, format=fmt)
+    return buf.getvalue()
+
+
+def _write_error(path: Path, e: OSError) -> str:
+    if e.errno in (errno.ENOSPC, errno.EDQUOT):
+        return f"{path}: disk full while writing; free some space or write elsewhere"
+    if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return f"{path}: cannot write here (permission denied or read-only); choose another folder"
+    if e.errno == errno.EISDIR or path.is_dir():
+        return f"{path}: is a folder; give a file name"
+    return f"{path}: cannot write the file ({e.strerror or e})"
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def check_output_path(out: str) -> Path:
+    """Refuse early (before any work) an output whose folder is missing or that is a folder itself."""
+    path = Path(out)
+    folder = path.parent
+    if out.endswith(("/", os.sep)) or path.is_dir():
+        raise CcvaeError(f"{out}: is a folder; give a file name (e.g. {path / 'out.png'})")
+    if not folder.is_dir():
+        raise CcvaeError(f"{out}: the folder {str(folder)!r} does not exist; create it first")
+    return path
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    """Write `data` to `path` all at once: a temp file in the same folder, fsync, then os.replace.
+
+    On any failure (disk full, permission) raise a one-line CcvaeError; no temp file is left and an
+    existing file at `path` is untouched.
+    """
+    path = check_output_path(str(path))
+    tmp = None
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, path)
+        tmp = None
+    except OSError as e:
+        raise CcvaeError(_write_error(path, e)) from None
+    finally:
+        if tmp is not None:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+    return path
+
+
+def check_stdout_binary() -> None:
+    """Refuse image bytes for a terminal (they would only garble the screen); call before the work."""
+    try:
+        tty = sys.stdout.isatty()
+    except (AttributeError, ValueError):
+        tty = False
+    if tty:
+        raise UsageError("refusing to write image bytes to a terminal; redirect stdout (> out.png) "
+                         "or pass -o FILE")
+
+
+def write_stdout_bytes(data: bytes) -> None:
+    """Image bytes to stdout (binary); refused when stdout is a terminal."""
+    check_stdout_binary()
+    out = sys.stdout
+    buf = getattr(out, "buffer", None)
+    if buf is None:  # pragma: no cover - a text-only stdout replacement
+        raise CcvaeError("stdout cannot take binary data here; pass -o FILE")
+    buf.write(data)
+    buf.flush()
+
+
+def write_image_output(img: Any, out: str, fmt: str | None = None,
+                       durations: int | Sequence[int] | None = None) -> Path | None:
+    """Write one image or a list of frames to `out` (by extension) or to stdout ('-'); atomic.
+
+    - files: .png .jpg .jpeg .webp .gif; frames + .gif = an animated GIF looping forever,
+      `durations` in ms (one int, or one per frame; default 100); frames + a still format = error.
+    - '-': the bytes on stdout, in `fmt` (default PNG, or GIF for several frames).
+    Returns the path written, or None for stdout. Errors are one-line CcvaeError/UsageError.
+    Note: PIL merges consecutive identical GIF frames into one (adding their durations).
+    """
+    n_frames = len(img) if isinstance(img, (list, tuple)) else 1
+    if out == "-" and fmt is None and n_frames > 1:
+        fmt = "gif"
+    if out != "-":
+        check_output_path(out)
+    pil_fmt = format_for(out, fmt)
+    if n_frames > 1 and pil_fmt != "GIF":
+        where = "stdout" if out == "-" else out
+        raise UsageError(f"{where}: {n_frames} frames cannot go in a still {pil_fmt} image; "
+                         f"write a .gif (or --format gif) for an animation")
+    data = encode_image(img, pil_fmt, durations)
+    if out == "-":
+        write_stdout_bytes(data)
+        return None
+    return atomic_write_bytes(out, data)
+
+
+def default_output(input_name: str, suffix: str, ext: str) -> str:
+    """A name next to the input: ('face.png', 'smiling', 'gif') -> 'face.smiling.gif'.
+
+    For stdin ('-' or '<stdin>'): 'ccvae-<suffix>.<ext>' in the current folder.
+    """
+    ext = str(ext).lstrip(".")
+    if input_name in ("-", STDIN_NAME, ""):
+        return f"ccvae-{suffix}.{ext}"
+    p = Path(input_name)
+    return str(p.with_name(f"{p.stem}.{suffix}.{ext}"))
+
+
+def emit_json(obj: Any) -> None:
+    """One JSON object per line on stdout (flushed, so consumers can stream)."""
+    sys.stdout.write(json.dumps(obj, ensure_ascii=False, allow_nan=False) + "\n")
+    sys.stdout.flush()
