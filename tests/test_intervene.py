@@ -190,3 +190,21 @@ def test_bad_usage_is_one_line_and_leaves_no_file(env, tmp_path, args, code, wor
     assert r.returncode == code, err
     assert words in err and "Traceback" not in err
     assert set(tmp_path.iterdir()) == before
+
+
+def test_shell_pipelines(env, tmp_path):
+    """The two pipelines of the README, run by a real shell."""
+    w, a, b = env["w"], env["a"], env["b"]
+    r = subprocess.run(["bash", "-c", f"cat '{a}' | {sys.executable} -m ccvae_tools swap - '{b}' -m '{w}' -o - "
+                                      f"> '{tmp_path}/out.png'"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert Image.open(tmp_path / "out.png").size == (32, 32)
+    faces = tmp_path / "faces"
+    faces.mkdir()
+    for k in range(3):
+        (faces / f"img{k}.png").write_bytes((a if k % 2 else b).read_bytes())
+    check = ("import json, sys; rows = [json.loads(l) for l in sys.stdin]; "
+             "assert len(rows) == 3 and all(0 <= r['probabilities']['Smiling'] <= 1 for r in rows); print('ok')")
+    r = subprocess.run(["bash", "-c", f"cd '{faces}' && {sys.executable} -m ccvae_tools classify *.png --json "
+                                      f"-m '{w}' | {sys.executable} -c \"{check}\""], capture_output=True, text=True)
+    assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr
