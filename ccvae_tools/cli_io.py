@@ -15,17 +15,16 @@ and `ccvae labels` import this module and must stay fast.
 from __future__ import annotations
 
 import difflib
-import errno
 import io
 import json
 import os
 import re
 import sys
-import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ccvae_tools.atomic import atomic_write_bytes as _atomic_write_bytes
 from ccvae_tools.errors import CcvaeError, DataError, UsageError, WeightsError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -501,22 +500,6 @@ def encode_image(img: Any, fmt: str, durations: int | Sequence[int] | None = Non
     return buf.getvalue()
 
 
-def _write_error(path: Path, e: OSError) -> str:
-    if e.errno in (errno.ENOSPC, errno.EDQUOT):
-        return f"{path}: disk full while writing; free some space or write elsewhere"
-    if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-        return f"{path}: cannot write here (permission denied or read-only); choose another folder"
-    if e.errno == errno.EISDIR or path.is_dir():
-        return f"{path}: is a folder; give a file name"
-    return f"{path}: cannot write the file ({e.strerror or e})"
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def check_output_path(out: str) -> Path:
     """Refuse early (before any work) an output whose folder is missing or that is a folder itself."""
     path = Path(out)
@@ -529,31 +512,8 @@ def check_output_path(out: str) -> Path:
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
-    """Write `data` to `path` all at once: a temp file in the same folder, fsync, then os.replace.
-
-    On any failure (disk full, permission) raise a one-line CcvaeError; no temp file is left and an
-    existing file at `path` is untouched.
-    """
-    path = check_output_path(str(path))
-    tmp = None
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-        tmp = None
-    except OSError as e:
-        raise CcvaeError(_write_error(path, e)) from None
-    finally:
-        if tmp is not None:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-    return path
+    """Write `data` to `path` all at once (see ccvae_tools.atomic), after the early output checks."""
+    return _atomic_write_bytes(check_output_path(str(path)), data)
 
 
 def check_stdout_binary() -> None:

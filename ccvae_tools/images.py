@@ -11,10 +11,7 @@ Truncated files are refused: PIL's `ImageFile.LOAD_TRUNCATED_IMAGES` must stay F
 
 from __future__ import annotations
 
-import errno
 import io
-import os
-import tempfile
 import warnings
 from pathlib import Path
 
@@ -22,6 +19,7 @@ import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 from ccvae_tools.data.base import Preprocess
+from ccvae_tools.atomic import atomic_write
 from ccvae_tools.errors import CcvaeError, DataError
 
 MAX_PIXELS = 64_000_000      # larger frames are refused (decompression bombs, absurd scans)
@@ -251,41 +249,6 @@ def save_image_atomic(img: Image.Image | np.ndarray, path: Path, fmt: str | None
     fmt = _format_for(path, fmt)
     if fmt == "JPEG" and img.mode not in ("L", "RGB", "CMYK"):
         img = img.convert("RGB")
-    folder = path.parent
-    if not folder.is_dir():
-        raise CcvaeError(f"{path}: the folder {str(folder)!r} does not exist; create it first")
-    tmp = None
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
-        with os.fdopen(fd, "wb") as f:
-            img.save(f, format=fmt)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-        tmp = None
-    except OSError as e:
-        raise CcvaeError(_write_error(path, e)) from None
-    finally:
-        if tmp is not None:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
+    atomic_write(path, lambda f: img.save(f, format=fmt))
 
-
-def _write_error(path: Path, e: OSError) -> str:
-    if e.errno in (errno.ENOSPC, errno.EDQUOT):
-        return f"{path}: disk full while writing; free some space or write elsewhere"
-    if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-        return f"{path}: cannot write here (permission denied or read-only); choose another folder"
-    if e.errno == errno.EISDIR or path.is_dir():
-        return f"{path}: is a folder; give a file name"
-    return f"{path}: cannot write the image ({e.strerror or e})"
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 

@@ -13,14 +13,14 @@ import math
 import os
 import re
 import sys
-import tempfile
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ccvae_tools.atomic import atomic_write, atomic_write_bytes
 from ccvae_tools.console import err, info, warn
 from ccvae_tools.data.base import TRAIN, VALID, TEST, Decoded
 from ccvae_tools.errors import TrainingError, UsageError
@@ -148,24 +148,8 @@ def find_resume_run(spec: str, out: Path) -> Path:
     return runs[-1]
 
 
-def atomic_write_bytes(path: Path, writer) -> None:
-    """Call writer(tmp_path), then rename over path: a reader never sees a half-written file."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        writer(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 def write_json(path: Path, obj: Any) -> None:
-    def w(tmp: str) -> None:
-        with open(tmp, "w") as f:
-            json.dump(obj, f, indent=2)
-            f.write("\n")
-    atomic_write_bytes(path, w)
+    atomic_write_bytes(path, (json.dumps(obj, indent=2) + "\n").encode())
 
 
 # ----------------------------------------------------------------------------------------------
@@ -351,7 +335,7 @@ def write_preview(model, batches: Batches, idx: np.ndarray, path: Path, max_labe
     grid = torch.cat([torch.cat(list(r), dim=2) for r in rows], dim=1)   # C, rows*H, steps*W
     arr = (grid.clamp(0, 1) * 255).round().byte().cpu().numpy()
     img = Image.fromarray(arr[0] if arr.shape[0] == 1 else arr.transpose(1, 2, 0))
-    atomic_write_bytes(path, lambda tmp: img.save(tmp, format="PNG"))
+    atomic_write(path, lambda f: img.save(f, format="PNG"))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -525,7 +509,7 @@ def train(opts: TrainOptions, resume: str | None = None, dry_run: bool = False,
             st["rng_cuda"] = torch.cuda.get_rng_state(device)
         if scaler is not None:
             st["scaler"] = scaler.state_dict()
-        atomic_write_bytes(run / "state.pt", lambda tmp: torch.save(st, tmp))
+        atomic_write(run / "state.pt", lambda f: torch.save(st, f))
 
     per_rank = max(1, opts.batch_size // dist.world)
     if dist.main:

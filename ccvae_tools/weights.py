@@ -7,14 +7,13 @@ tensor shape before building the model. `read_header` needs no torch, so `ccvae 
 from __future__ import annotations
 
 import json
-import os
 import struct
-import tempfile
 from datetime import date
 from pathlib import Path
 from typing import Any
 
 from ccvae_tools import __version__
+from ccvae_tools.atomic import atomic_write
 from ccvae_tools.errors import WeightsError
 
 FORMAT_VERSION = "1"
@@ -114,23 +113,10 @@ def build_metadata(model, preprocess, data: dict | None = None, train: dict | No
 
 def save_model(model, path: str | Path, metadata: dict[str, str]) -> Path:
     """Write the weights atomically (temp file in the same folder, then rename)."""
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
-    path = Path(path)
-    if not path.parent.is_dir():
-        raise WeightsError(f"{path.parent}: no such folder for the weights file")
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata=metadata)
-        os.replace(tmp, path)
-    except OSError as e:
-        raise WeightsError(f"{path}: could not write the weights file ({e.strerror or e})") from None
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+    return atomic_write(path, lambda f: f.write(save(tensors, metadata=metadata)), error=WeightsError)
 
 
 def load_model(path: str | Path, device: str = "cpu"):
