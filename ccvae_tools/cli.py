@@ -223,3 +223,4 @@ def main(argv: Optional[List[str]] = None) -> None:
 # the model commands register themselves on `app` (kept in their own modules, torch imported lazily)
 from ccvae_tools.commands import inspect as _inspect  # noqa: E402,F401
 from ccvae_tools.commands import intervene as _intervene  # noqa: E402,F401
+from ccvae_tools.commands import evaluate as _evaluate  # noqa: E402,F401
