@@ -414,7 +414,7 @@ def train(opts: TrainOptions, resume: str | None = None, dry_run: bool = False,
         report.render()
         if report.fatal:
             raise TrainingError(f"{opts.data}: the data cannot be trained on (see the report above)")
-        run = new_run_dir(Path(opts.out), catalog.name, opts.sup_frac)
+        run = new_run_dir(Path(opts.out), describe_data(catalog.root, catalog.name)[0], opts.sup_frac)
         write_json(run / "options.json", opts.to_json())
         _print_options(opts, run)
     if dry_run:
@@ -488,7 +488,9 @@ def train(opts: TrainOptions, resume: str | None = None, dry_run: bool = False,
             return torch.autocast(device.type, enabled=False)
         return torch.autocast(device.type, dtype=dtype)
 
-    meta_data = {"name": catalog.name, "source": str(opts.data), "images": int(len(data.images)),
+    data_name, licence = describe_data(catalog.root, catalog.name)
+    meta_data = {"name": data_name, "format": catalog.name, "source": str(opts.data),
+                 "images": int(len(data.images)),
                  "train": int(len(train_idx)), "labelled": n_labelled,
                  "labelled_fraction": n_labelled / len(train_idx), "sup_select": opts.sup_select,
                  "sup_oversample": opts.sup_oversample}
@@ -500,7 +502,7 @@ def train(opts: TrainOptions, resume: str | None = None, dry_run: bool = False,
         train_meta = {"epochs": opts.epochs, "epoch": epoch, "step": global_step, "seed": opts.seed,
                       "images_seen": images_seen, "options": opts.to_json()}
         meta = build_metadata(model, data.preprocess, data=meta_data, train=train_meta,
-                              metrics=last_metrics, title=f"CCVAE on {catalog.name}")
+                              metrics=last_metrics, title=f"CCVAE on {data_name}", license=licence)
         save_model(model, run / "model.safetensors", meta)
         st = {"model": model.state_dict(), "optimizer": optimiser.state_dict(), "epoch": epoch,
               "step_in_epoch": step_in_epoch, "global_step": global_step, "images_seen": images_seen,
@@ -602,6 +604,18 @@ def _broadcast_path(run: Path | None, dist: Dist) -> Path:
     box = [str(run) if run is not None else None]
     td.broadcast_object_list(box, src=0)
     return Path(box[0])
+
+
+def describe_data(root: Path, fmt: str) -> tuple[str, str]:
+    """(name, licence) of a data set: generated sets say theirs in avatars.json; others are unknown."""
+    meta = root / "avatars.json"
+    if meta.is_file():
+        try:
+            lic = json.loads(meta.read_text()).get("license", {})
+            return "avatars", str(lic.get("text", "")) if isinstance(lic, dict) else str(lic)
+        except ValueError:
+            pass
+    return fmt, ""
 
 
 def _print_options(opts: TrainOptions, run: Path) -> None:

@@ -46,10 +46,10 @@ def test_dry_run_writes_resolved_options_and_stops(avatar_dir_200, tmp_path):
     run = train(opts_for(avatar_dir_200, tmp_path), dry_run=True)
     saved = json.loads((run / "options.json").read_text())
     assert saved["labels"][:3] == ["Smiling", "Mouth_Slightly_Open", "Eyeglasses"]
-    assert run.name.startswith("00000-celeba-sup1")
+    assert run.name.startswith("00000-avatars-sup1")
     assert not (run / "model.safetensors").exists()
     run2 = train(opts_for(avatar_dir_200, tmp_path, sup_frac=0.06), dry_run=True)
-    assert run2.name == "00001-celeba-sup0.06"
+    assert run2.name == "00001-avatars-sup0.06"
 
 
 def test_labelled_fraction_is_the_first_share_of_train_and_order_is_seeded():
@@ -72,6 +72,8 @@ def test_train_end_to_end_writes_a_usable_run(avatar_dir_200, tmp_path):
     run = train(opts_for(avatar_dir_200, tmp_path, sup_frac=0.5))
     model, meta = load_model(run / "model.safetensors")
     assert meta["ccvae.data"]["labelled"] == 80 and meta["ccvae.data"]["train"] == 160
+    assert meta["ccvae.data"]["name"] == "avatars" and meta["ccvae.data"]["format"] == "celeba"
+    assert "Pablo Stanley" in meta["modelspec.license"]  # the art's licence travels with the weights
     assert meta["ccvae.train"]["epoch"] == 2
     assert meta["ccvae.preprocess"]["size"] == 32
     lines = [json.loads(s) for s in (run / "metrics.jsonl").read_text().splitlines()]

@@ -222,7 +222,7 @@ def _stdout_console():
 
 @app.command("eval", epilog="""Examples:
 
-  ccvae eval data/avatars -m runs/00001-celeba-sup1/model.safetensors
+  ccvae eval data/avatars -m runs/00001-avatars-sup1/model.safetensors
 
   ccvae eval ~/data/celeba -m my.safetensors --json --max-images 2000 > eval.json
 
