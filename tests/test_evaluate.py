@@ -17,6 +17,7 @@ import pytest
 import torch
 
 from ccvae_tools import evaluate as ev
+from cli_run import run_cli
 
 ROOT = Path(__file__).resolve().parent.parent
 EASY = ("Wearing_Hat", "Eyeglasses", "Pale_Skin")
@@ -242,19 +243,6 @@ def run_proc(args, timeout: int = 300) -> subprocess.CompletedProcess:
     env.update(CCVAE_DEVICE="cpu", OMP_NUM_THREADS="1")
     return subprocess.run([sys.executable, "-m", "ccvae_tools", *map(str, args)], capture_output=True,
                           env=env, cwd=ROOT, timeout=timeout, text=True)
-
-
-def run_cli(argv, capsys) -> tuple[int, str, str]:
-    from ccvae_tools.cli import main
-
-    capsys.readouterr()
-    try:
-        main([str(a) for a in argv])
-        code = 0
-    except SystemExit as e:
-        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def _in_unit(x) -> bool:

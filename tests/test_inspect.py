@@ -21,6 +21,7 @@ import pytest
 from PIL import Image
 
 from tiny_model import make_tiny_weights
+from cli_run import run_cli
 
 ROOT = Path(__file__).resolve().parent.parent
 LABELS = ["Smiling", "Eyeglasses", "Blond_Hair"]
@@ -29,20 +30,6 @@ LABELS = ["Smiling", "Eyeglasses", "Blond_Hair"]
 # ----------------------------------------------------------------------------------------------
 # helpers and fixtures
 # ----------------------------------------------------------------------------------------------
-
-def run_cli(argv, capsys) -> tuple[int, str, str]:
-    """Run `ccvae ARGV` in this process: (exit code, stdout, stderr)."""
-    from ccvae_tools.cli import main
-
-    capsys.readouterr()
-    try:
-        main([str(a) for a in argv])
-        code = 0
-    except SystemExit as e:
-        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
-    out, err = capsys.readouterr()
-    return code, out, err
-
 
 def run_proc(args, stdin: bytes | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
     e = dict(os.environ)
