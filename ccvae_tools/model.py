@@ -244,6 +244,142 @@ class CCVAE(nn.Module):
         """pi as probabilities (L, K_max), 0 for invalid classes."""
         return self.log_pi.exp()
 
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = self.body(x)
+        return self.loc(h), self.scale(h)
+
+
+class Decoder(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.hidden = cfg.hidden
+        self.fc = nn.Linear(cfg.z_dim, cfg.hidden)
+        widths = list(reversed(cfg.widths))
+        layers: list[nn.Module] = [nn.ReLU(inplace=True),
+                                   nn.ConvTranspose2d(cfg.hidden, widths[0], 4, 1, 0), nn.ReLU(inplace=True)]
+        outs = widths[1:] + [cfg.channels]
+        for i, (cin, cout) in enumerate(zip(widths, outs)):
+            layers.append(nn.ConvTranspose2d(cin, cout, 4, 2, 1))
+            if i < len(outs) - 1:
+                layers.append(nn.ReLU(inplace=True))
+        self.body = nn.Sequential(*layers)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        h = self.fc(z).view(-1, self.hidden, 1, 1)
+        return torch.sigmoid(self.body(h))
+
+
+class CCVAE(nn.Module):
+    """Encoder, decoder, conditional prior table, block-diagonal classifier and label prior."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        L = len(cfg.labels)
+        if L == 0:
+            raise ValueError("a CCVAE needs at least one label")
+        kmax = max(lab.num_classes for lab in cfg.labels)
+        dmax = max(cfg.label_dims)
+        self.num_labels, self.kmax, self.dmax = L, kmax, dmax
+        self.encoder = Encoder(cfg)
+        self.decoder = Decoder(cfg)
+
+        class_mask = torch.zeros(L, kmax, dtype=torch.bool)
+        dim_mask = torch.zeros(L, dmax, dtype=torch.bool)
+        # index of each padded (label, dim) slot into z_c with one extra zero column at the end
+        gather = torch.full((L, dmax), cfg.z_char, dtype=torch.long)
+        mu0 = torch.zeros(L, kmax, dmax)
+        start = 0
+        for i, (lab, d) in enumerate(zip(cfg.labels, cfg.label_dims)):
+            k = lab.num_classes
+            class_mask[i, :k] = True
+            dim_mask[i, :d] = True
+            gather[i, :d] = torch.arange(start, start + d)
+            start += d
+            # class means apart along the block's first axis: -2 and +2 for a binary label
+            mu0[i, :k, 0] = torch.linspace(-2.0, 2.0, k)
+        self.register_buffer("class_mask", class_mask, persistent=False)
+        self.register_buffer("dim_mask", dim_mask, persistent=False)
+        self.register_buffer("gather_index", gather, persistent=False)
+
+        self.prior_loc = nn.Parameter(mu0)
+        self.prior_raw_scale = nn.Parameter(torch.full((L, kmax, dmax), _inverse_softplus(1.0)))
+        # classifier logits_k = A_k . z + b_k; A = mu0 / 4 gives sigmoid(1 * z + 0) for a binary label
+        self.cls_weight = nn.Parameter(mu0 / 4.0)
+        self.cls_bias = nn.Parameter(torch.zeros(L, kmax))
+        log_pi = torch.where(class_mask, -torch.log(class_mask.sum(1, keepdim=True).float()),
+                             torch.tensor(float("-inf")))
+        self.register_buffer("log_pi", log_pi)  # set from the training labels by set_label_prior
+
+    # -- shapes -----------------------------------------------------------------------------------
+    def split(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """z (..., Z) -> z_c (..., sum d_i), z_s (..., d_s)."""
+        return z[..., : self.cfg.z_char], z[..., self.cfg.z_char:]
+
+    def blocks(self, z_c: torch.Tensor) -> torch.Tensor:
+        """z_c (..., sum d_i) -> padded per-label blocks (..., L, D_max); padding is 0."""
+        padded = torch.cat([z_c, z_c.new_zeros(z_c.shape[:-1] + (1,))], dim=-1)
+        return padded[..., self.gather_index]
+
+    def label_slice(self, i: int) -> slice:
+        start = sum(self.cfg.label_dims[:i])
+        return slice(start, start + self.cfg.label_dims[i])
+
+    # -- the distributions ----------------------------------------------------------------------
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """q(z|x): images (B, C, H, W) in [0, 1] -> (mu, sigma), each (B, Z)."""
+        loc, raw = self.encoder(x)
+        return _full(loc), _softplus_scale(_full(raw))
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """Mean of p(x|z): (B, Z) -> images (B, C, H, W) in [0, 1]."""
+        return self.decoder(z)
+
+    def prior_scale(self) -> torch.Tensor:
+        return _softplus_scale(self.prior_raw_scale)
+
+    def prior_params(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Means and scales of p(z_c^i | y_i = k), each (L, K_max, D_max) (padding is meaningless)."""
+        return self.prior_loc, self.prior_scale()
+
+    def class_logits(self, z_c: torch.Tensor) -> torch.Tensor:
+        """Logits of q(y_i | z_c^i): (..., sum d_i) -> (..., L, K_max); invalid classes are -inf."""
+        zb = self.blocks(z_c)
+        logits = torch.einsum("...ld,lkd->...lk", zb, self.cls_weight) + self.cls_bias
+        return logits.masked_fill(~self.class_mask, float("-inf"))
+
+    def log_q_y(self, z_c: torch.Tensor) -> torch.Tensor:
+        """log q(y_i = k | z_c^i): (..., L, K_max); invalid classes are -inf."""
+        return torch.log_softmax(self.class_logits(z_c), dim=-1)
+
+    def log_p_zc_given_y(self, z_c: torch.Tensor) -> torch.Tensor:
+        """log p(z_c^i | y_i = k) for every class k: (..., sum d_i) -> (..., L, K_max)."""
+        zb = self.blocks(z_c).unsqueeze(-2)                       # (..., L, 1, D)
+        loc, scale = self.prior_params()
+        lp = -0.5 * ((zb - loc) / scale) ** 2 - torch.log(scale) - 0.5 * math.log(2 * math.pi)
+        lp = lp * self.dim_mask.unsqueeze(1)                       # drop padded dims
+        lp = lp.sum(-1)
+        return lp.masked_fill(~self.class_mask, float("-inf"))
+
+    def log_likelihood(self, x: torch.Tensor, x_mean: torch.Tensor) -> torch.Tensor:
+        """log p(x|z) under the Laplace with scale b, summed over pixels: (B,)."""
+        b = self.cfg.likelihood_scale
+        return (-(x - _full(x_mean)).abs() / b - math.log(2 * b)).flatten(1).sum(1)
+
+    # -- label prior ------------------------------------------------------------------------------
+    @torch.no_grad()
+    def set_label_prior(self, labels: torch.Tensor) -> None:
+        """pi_i = class frequencies among observed labels (NaN = missing), add-one smoothed."""
+        for i, lab in enumerate(self.cfg.labels):
+            col = labels[:, i]
+            col = col[~torch.isnan(col)].long()
+            counts = torch.bincount(col, minlength=lab.num_classes)[: lab.num_classes].float() + 1.0
+            self.log_pi[i, : lab.num_classes] = torch.log(counts / counts.sum())
+
+    def label_prior(self) -> torch.Tensor:
+        """pi as probabilities (L, K_max), 0 for invalid classes."""
+        return self.log_pi.exp()
+
     # -- predictions ------------------------------------------------------------------------------
     @torch.no_grad()
     def predict_proba(self, x: torch.Tensor, draws: int = 0) -> torch.Tensor:

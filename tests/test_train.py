@@ -87,7 +87,7 @@ def test_train_end_to_end_writes_a_usable_run(avatar_dir_200, tmp_path):
     prior = meta["ccvae.label_prior"]["Eyeglasses"]
     assert abs(sum(prior) - 1) < 1e-6
     x = torch.rand(3, 3, 32, 32)
-    assert model.predict_proba(x).shape == (3, 11, 2)
+    assert model.log_q_y(model.split(model.encode(x)[0])[0]).shape == (3, 11, 2)
 
 
 def test_resume_continues_where_it_stopped(avatar_dir_200, tmp_path):
