@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from ccvae_tools.data.base import Label, Preprocess
+from ccvae_tools.device import pick_device
 
 
 @dataclass
@@ -82,12 +83,6 @@ class LoadedModel:
             eps = torch.randn((draws,) + tuple(mu_c.shape), generator=g).to(self.device)
             out.append(self.model.log_q_y(mu_c + sig_c * eps).exp().mean(0).cpu())
         return torch.cat(out)
-
-
-def pick_device(name: str = "auto") -> torch.device:
-    from ccvae_tools.train import pick_device as _pick
-
-    return _pick(name)
 
 
 def load(path: str | Path, device: str = "cpu") -> LoadedModel:

@@ -253,14 +253,17 @@ def _warn(msg: str) -> None:
         print(f"warning: {msg}", file=sys.stderr, flush=True)
 
 
+def _is_terminal(stream) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):
+        return False
+
+
 def _check_stdin() -> None:
     if sys.stdin is None:
         raise UsageError("'-' reads image bytes from stdin, but there is no stdin")
-    try:
-        tty = sys.stdin.isatty()
-    except (AttributeError, ValueError):
-        tty = False
-    if tty:
+    if _is_terminal(sys.stdin):
         raise UsageError("'-' reads image bytes from stdin, but stdin is a terminal; pipe an image in "
                          "(ccvae ... - < face.png)")
 
@@ -518,11 +521,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
 
 def check_stdout_binary() -> None:
     """Refuse image bytes for a terminal (they would only garble the screen); call before the work."""
-    try:
-        tty = sys.stdout.isatty()
-    except (AttributeError, ValueError):
-        tty = False
-    if tty:
+    if _is_terminal(sys.stdout):
         raise UsageError("refusing to write image bytes to a terminal; redirect stdout (> out.png) "
                          "or pass -o FILE")
 

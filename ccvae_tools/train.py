@@ -23,6 +23,7 @@ import numpy as np
 from ccvae_tools.atomic import atomic_write, atomic_write_bytes
 from ccvae_tools.console import err, info, warn
 from ccvae_tools.data.base import TRAIN, VALID, TEST, Decoded
+from ccvae_tools.device import pick_device
 from ccvae_tools.errors import TrainingError, UsageError
 
 
@@ -217,22 +218,6 @@ class Batches:
         observed = ~torch.isnan(lab)
         y = torch.nan_to_num(lab, nan=0.0).long()
         return x, y, observed
-
-
-def pick_device(name: str):
-    import torch
-
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise UsageError("--device cuda: no CUDA device is available here (use --device cpu or auto)")
-    if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise UsageError("--device mps: MPS is not available here (use --device cpu or auto)")
-    return torch.device(name)
 
 
 # ----------------------------------------------------------------------------------------------
