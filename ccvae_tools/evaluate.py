@@ -9,7 +9,9 @@ cases:
     capture_accuracy(x_tr, v_tr, x_te, v_te)                  one softmax-regression probe
     chance_level(v_tr, v_te)                                  the train-majority variant's test share
     edit_success(probs, label, target)                        share judged as the target class
-    leakage(probs_before, probs_after, label)                 mean change of the OTHER labels' probabilities
+    leakage(probs_before, probs_after, label[, changed])      mean change of the OTHER labels' probabilities
+    consistent_targets(current, label, target, combos, n)     an edit plus the fewest other label changes
+                                                              that give a combination seen in training
     carried_share(probs, label, k)                            share judged as class k
     sample_diversity(images)                                  mean per-pixel variance across samples
 
@@ -189,17 +191,55 @@ def carried_share(probs: Any, label: int, k: int) -> float:
     return edit_success(probs, label, k)
 
 
-def leakage(probs_before: Any, probs_after: Any, label: int) -> float:
+def leakage(probs_before: Any, probs_after: Any, label: int, changed: Any = None) -> float:
     """Mean change of the judge's probabilities of the labels OTHER than `label` (per image and other
     label: total variation 0.5 * sum_k |p_k - p'_k|; |delta p_1| for a binary label), averaged over
-    images and other labels. NaN when there is no other label."""
+    images and other labels. `changed` (N, L) bool marks further labels edited on purpose (consistent
+    edits), left out of the mean. NaN when there is no other label."""
     a, b = _np(probs_before).astype(np.float64), _np(probs_after).astype(np.float64)
     if a.shape != b.shape:
         raise ValueError(f"shapes differ: {a.shape} and {b.shape}")
-    others = [j for j in range(a.shape[1]) if j != label]
-    if not others or len(a) == 0:
+    keep = np.ones(a.shape[:2], dtype=bool) if changed is None else ~_np(changed).astype(bool)
+    keep[:, label] = False
+    if len(a) == 0 or not keep.any():
         return float("nan")
-    return float(_tv(a[:, others], b[:, others]).mean())
+    return float(_tv(a, b)[keep].mean())
+
+
+def label_combinations(labels: Any) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct label vectors of fully labelled rows (N, L) and how often each occurs."""
+    y = _np(labels).astype(np.float64)
+    y = y[~np.isnan(y).any(1)] if y.ndim == 2 and len(y) else np.zeros((0, y.shape[-1] if y.ndim == 2 else 0))
+    if len(y) == 0:
+        return np.zeros((0, y.shape[1]), dtype=np.int64), np.zeros(0, dtype=np.int64)
+    combos, counts = np.unique(y.astype(np.int64), axis=0, return_counts=True)
+    return combos, counts
+
+
+def consistent_targets(current: Any, label: int, target: Any, combos: np.ndarray,
+                       counts: np.ndarray) -> np.ndarray:
+    """For each row of `current` (N, L) classes, the label vector that sets `label` to its target and
+    changes as few other labels as needed to reach a combination seen in training (`combos`, the
+    most frequent one among equals). Gray_Hair -> 1 on a black-haired face also sets Black_Hair -> 0.
+    Rows whose target occurs in no combination change `label` alone."""
+    cur = _np(current).astype(np.int64)
+    t = np.broadcast_to(_np(target).astype(np.int64), (len(cur),))
+    out = cur.copy()
+    out[:, label] = t
+    if len(combos) == 0:
+        return out
+    others = np.ones(cur.shape[1], dtype=bool)
+    others[label] = False
+    for k in np.unique(t):
+        rows = np.flatnonzero(t == k)
+        cand = combos[:, label] == k
+        if not cand.any():
+            continue
+        c, n = combos[cand], counts[cand]
+        dist = (cur[rows][:, None, others] != c[None, :, others]).sum(-1)          # (rows, C)
+        score = dist * (int(n.max()) + 1) - n[None, :]                             # fewest changes, then most seen
+        out[rows] = c[score.argmin(1)]
+    return out
 
 
 def sample_diversity(images: Any) -> float:
@@ -469,6 +509,29 @@ def evaluate_model(m, data: Decoded, *, split: int = TEST, judge=None, truth: Gr
         metrics["edit"] = {"success": success, "leakage": leak, "target_before": before,
                            "success_by_target": by_target,
                            "mean_success": _mean(success), "mean_leakage": _mean(leak)}
+
+        # the same edits made consistent with the label combinations seen in training
+        combos, combo_counts = label_combinations(data.labels[train_idx])
+        c_success, c_leak, c_share = {}, {}, {}
+        for i, lab in enumerate(labels):
+            if ne == 0 or len(combos) == 0:
+                break
+            K = lab.num_classes
+            target = (current[:, i] + 1 + (np.arange(ne) % (K - 1))) % K
+            goal = consistent_targets(current, i, target, combos, combo_counts)
+            changed = goal != current
+            z_new = mu_e.clone()
+            for key in {tuple(r) for r in np.where(changed, goal, -1)}:
+                rows = torch.from_numpy((np.where(changed, goal, -1) == np.asarray(key)).all(1)).to(mu_e.device)
+                assign = {j: int(v) for j, v in enumerate(key) if v >= 0}
+                z_new[rows] = edit(model, mu_e[rows], assign)
+            p_new = judge.probs(m.decode(z_new))
+            c_success[lab.name] = edit_success(p_new, i, target)
+            c_leak[lab.name] = leakage(p_rec, p_new, i, changed)
+            c_share[lab.name] = float(np.delete(changed, i, axis=1).any(1).mean())
+        if c_success:
+            metrics["edit_consistent"] = {"success": c_success, "leakage": c_leak, "also_changed": c_share,
+                                          "mean_success": _mean(c_success), "mean_leakage": _mean(c_leak)}
         counts["edit"] = int(ne)
         timings["edit"] = time.perf_counter() - t3
 

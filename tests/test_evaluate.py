@@ -117,6 +117,37 @@ def test_leakage_success_and_carried():
     assert np.isnan(ev.leakage(before[:, :1], after[:, :1], 0))      # no other label
 
 
+def test_leakage_leaves_out_labels_changed_on_purpose():
+    before = np.tile([[[0.9, 0.1]]], (4, 3, 1)).astype(float)
+    after = before.copy()
+    after[:, :2] = [0.1, 0.9]                                  # labels 0 (edited) and 1 (changed with it) move
+    changed = np.zeros((4, 3), dtype=bool)
+    changed[:, 1] = True
+    assert ev.leakage(before, after, 0) == pytest.approx(0.8 / 2)
+    assert ev.leakage(before, after, 0, changed) == 0.0
+    assert np.isnan(ev.leakage(before[:, :2], after[:, :2], 0, changed[:, :2]))   # nothing left to measure
+
+
+def test_consistent_targets_take_the_fewest_changes_to_a_seen_combination():
+    # labels: Black_Hair, Gray_Hair, Wearing_Hat. Seen: black hair, grey hair, a hat (no hair shows)
+    train = np.array([[1, 0, 0]] * 5 + [[0, 1, 0]] * 3 + [[0, 0, 1]] * 2 + [[np.nan, 0, 0]], dtype=float)
+    combos, counts = ev.label_combinations(train)
+    assert combos.tolist() == [[0, 0, 1], [0, 1, 0], [1, 0, 0]] and counts.tolist() == [2, 3, 5]
+    current = np.array([[1, 0, 0], [0, 0, 1], [0, 1, 0]])
+    # Gray_Hair -> 1: the black-haired face loses its black; the hat-wearer also loses the hat
+    goal = ev.consistent_targets(current, 1, np.array([1, 1, 0]), combos, counts)
+    assert goal[:2].tolist() == [[0, 1, 0], [0, 1, 0]]
+    # grey -> not grey: two combinations are one change away; the more frequent one (black) wins
+    assert goal[2].tolist() == [1, 0, 0]
+    # a combination that is already consistent changes the edited label alone
+    seen = np.array([[1, 0], [0, 0], [1, 1], [0, 1]])
+    g = ev.consistent_targets(np.array([[0, 1]]), 0, 1, seen, np.ones(4, dtype=np.int64))
+    assert g.tolist() == [[1, 1]]
+    # a target class no training row has: the edit is left alone
+    g = ev.consistent_targets(np.array([[0, 1]]), 0, 1, np.array([[0, 0]]), np.array([3]))
+    assert g.tolist() == [[1, 1]]
+
+
 def test_diversity_and_l1():
     same = np.full((8, 3, 4, 4), 77, dtype=np.uint8)
     assert ev.sample_diversity(same) == 0.0
@@ -280,6 +311,10 @@ def test_eval_cli_end_to_end(avatar_dir_200, avatar_model, judge200, judge_dir, 
     assert mt["judge"]["mean_accuracy"] > 0.6
     for block in ("success", "leakage"):
         assert set(mt["edit"][block]) == set(names) and all(_in_unit(v) for v in mt["edit"][block].values())
+    cons = mt["edit_consistent"]
+    for block in ("success", "leakage", "also_changed"):
+        assert set(cons[block]) == set(names) and all(_in_unit(v) for v in cons[block].values())
+    assert cons["also_changed"]["Gray_Hair"] > 0          # hair colours exclude each other
     for block in ("carried", "diversity"):
         assert set(mt["samples"][block]) == set(names) and all(_in_unit(v) for v in mt["samples"][block].values())
     assert mt["counts"]["edit"] == 20 and mt["counts"]["samples"] == 64

@@ -169,11 +169,17 @@ def render_report(report: dict) -> list:
                         f"{_f(judge.get('mean_recon_accuracy'))}); edits: success {_f(edit.get('mean_success'))}, "
                         f"leakage {_f(edit.get('mean_leakage'))}; samples: carried {_f(samples.get('mean_carried'))}, "
                         f"diversity {_f(samples.get('mean_diversity'), 4)}"))
+    cons = mt.get("edit_consistent") or {}
+    if cons:
+        out.append(Text(f"consistent edits (plus the fewest other label changes that give a combination seen in "
+                        f"training): success {_f(cons.get('mean_success'))}, leakage on the unchanged labels "
+                        f"{_f(cons.get('mean_leakage'))}"))
 
     table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, title=None)
     cols = ["label", "accuracy", "balanced", "majority", "beats"]
     if judge:
-        cols += ["judge", "judge recon", "edit success", "leakage", "carried", "diversity", "data div."]
+        cols += ["judge", "judge recon", "edit success", "leakage", "consistent", "carried", "diversity",
+                 "data div."]
     for c in cols:
         table.add_column(c, justify="left" if c == "label" else "right")
     for name, acc in mt.get("accuracy", {}).items():
@@ -183,6 +189,7 @@ def render_report(report: dict) -> list:
         if judge:
             row += [_f(judge.get("accuracy", {}).get(name)), _f(judge.get("recon_accuracy", {}).get(name)),
                     _f(edit.get("success", {}).get(name)), _f(edit.get("leakage", {}).get(name)),
+                    _f(cons.get("success", {}).get(name)),
                     _f(samples.get("carried", {}).get(name)), _f(samples.get("diversity", {}).get(name), 4),
                     _f(samples.get("data_diversity", {}).get(name), 4)]
         table.add_row(*row)
