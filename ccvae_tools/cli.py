@@ -147,6 +147,9 @@ def train_cmd(
     classifier_weight: Optional[float] = typer.Option(
         None, "--classifier-weight", help="alpha: extra weight on log q^(y|x) in the loss (default 100; "
         "0 = the paper's objective, as --preset paper)."),
+    style_adversary: Optional[float] = typer.Option(
+        None, "--style-adversary", help="lambda: train z_s to hide the labels from an adversary that reads "
+        "them from z_s (ours; default 0 = off)."),
     device: Optional[str] = typer.Option(None, "--device", envvar="CCVAE_DEVICE", help="auto | cpu | cuda | mps"),
     precision: Optional[str] = typer.Option(None, "--precision", help="fp32 | bf16 | fp16 (CUDA)"),
     out: Optional[str] = typer.Option(None, "--out", help="Folder of run folders (default runs)."),
@@ -173,7 +176,7 @@ def train_cmd(
                     sup_frac=sup_frac, sup_select=sup_select, sup_oversample=sup_oversample, epochs=epochs,
                     batch_size=batch_size, lr=lr, z_style=z_style, label_dim=label_dim, image_size=image_size,
                     crop=crop, uncertain=uncertain, likelihood_scale=likelihood_scale, draws=draws,
-                    classifier_weight=classifier_weight,
+                    classifier_weight=classifier_weight, style_adversary=style_adversary,
                     device=device, precision=precision, out=out, seed=seed, preset=preset,
                     eval_every=eval_every, preview_every=preview_every, max_steps=max_steps,
                     checkpoint_minutes=checkpoint_minutes,

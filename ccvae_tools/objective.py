@@ -25,7 +25,8 @@ import torch
 
 
 class BoundTerms(NamedTuple):
-    """Per-example pieces of the bound, each (B,). `bound` is L(x, y_O); the loss is -bound.mean().
+    """Per-example pieces of the bound, each (B,) but mu_s (B, d_s). `bound` is L(x, y_O); the loss is
+    -bound.mean().
 
     A NamedTuple, so that DistributedDataParallel finds the tensors in the forward's output.
     """
@@ -36,6 +37,7 @@ class BoundTerms(NamedTuple):
     log_q_hat: torch.Tensor         # log q^(y_O | x)   (0 when nothing is observed)
     log_w: torch.Tensor             # log w(z), detached
     F: torch.Tensor                 # F(x, z) at the sample
+    mu_s: torch.Tensor              # the posterior mean of z_s (for the style adversary, ours)
 
 
 def _normal_log_prob(z: torch.Tensor, loc: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
@@ -101,7 +103,7 @@ def ccvae_bound(model, x: torch.Tensor, y: torch.Tensor, observed: torch.Tensor,
     log_prior_y = torch.where(observed, obs_log_pi, torch.zeros_like(obs_log_pi)).sum(-1)
 
     bound = log_w.exp() * F + lq_hat + log_prior_y
-    return BoundTerms(bound=bound, log_px=log_px, kl_style=kl_style, log_q_hat=lq_hat, log_w=log_w, F=F)
+    return BoundTerms(bound=bound, log_px=log_px, kl_style=kl_style, log_q_hat=lq_hat, log_w=log_w, F=F, mu_s=mu_s)
 
 
 def training_loss(terms: BoundTerms, classifier_weight: float = 0.0) -> torch.Tensor:

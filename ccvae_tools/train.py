@@ -46,6 +46,7 @@ class TrainOptions:
     likelihood_scale: float = 1.0
     draws: int = 100                   # K fresh draws for q^(y_O | x)
     classifier_weight: float = 100.0   # alpha on log q^(y_O|x) in the loss (ours; 0 = the paper)
+    style_adversary: float = 0.0       # lambda of the style adversary on z_s (ours; 0 = none)
     device: str = "auto"
     precision: str = "fp32"
     out: str = "runs"
@@ -108,6 +109,8 @@ def _check(o: TrainOptions) -> None:
         raise UsageError("--image-size must be 32, 64 or 128")
     if o.classifier_weight < 0:
         raise UsageError("--classifier-weight must be >= 0")
+    if o.style_adversary < 0:
+        raise UsageError("--style-adversary must be >= 0")
     for name in ("epochs", "batch_size", "draws"):
         if getattr(o, name) < 1:
             raise UsageError(f"--{name.replace('_', '-')} must be at least 1")
@@ -372,6 +375,7 @@ def train(opts: TrainOptions, resume: str | None = None, dry_run: bool = False,
     from ccvae_tools.data.readers import open_catalog
     from ccvae_tools.data.report import make_report
     from ccvae_tools.model import CCVAE, ModelConfig, num_parameters
+    from ccvae_tools.adversary import adversary_loss, style_penalty
     from ccvae_tools.objective import training_loss
     from ccvae_tools.weights import build_metadata, save_model
 
@@ -446,11 +450,19 @@ def train(opts: TrainOptions, resume: str | None = None, dry_run: bool = False,
     model.set_label_prior(torch.from_numpy(train_labels[train_idx]))
     model.to(device)
     optimiser = torch.optim.Adam(model.parameters(), lr=opts.lr)
+    adversary = adv_optimiser = None
+    if opts.style_adversary > 0:
+        from ccvae_tools.adversary import StyleAdversary
+        adversary = StyleAdversary(cfg.z_style, model.class_mask.cpu()).to(device)
+        adv_optimiser = torch.optim.Adam(adversary.parameters(), lr=opts.lr)
     scaler = torch.amp.GradScaler("cuda") if opts.precision == "fp16" else None
     epoch, step_in_epoch, global_step, images_seen = 0, 0, 0, 0
     if state is not None:
         model.load_state_dict(state["model"])
         optimiser.load_state_dict(state["optimizer"])
+        if adversary is not None:
+            adversary.load_state_dict(state["adversary"])
+            adv_optimiser.load_state_dict(state["adversary_optimizer"])
         if scaler is not None and "scaler" in state:
             scaler.load_state_dict(state["scaler"])
         epoch, step_in_epoch = int(state["epoch"]), int(state["step_in_epoch"])
@@ -462,6 +474,8 @@ def train(opts: TrainOptions, resume: str | None = None, dry_run: bool = False,
     if dist.world > 1:
         from torch.nn.parallel import DistributedDataParallel as DDP
         net = DDP(model, device_ids=[device.index] if device.type == "cuda" else None)
+        if adversary is not None:
+            adversary = DDP(adversary, device_ids=[device.index] if device.type == "cuda" else None)
 
     on_device = device.type == "cuda" and _fits_on_device(data.images, device)
     batches = Batches(data, train_labels, device, on_device)
@@ -496,6 +510,9 @@ def train(opts: TrainOptions, resume: str | None = None, dry_run: bool = False,
             st["rng_cuda"] = torch.cuda.get_rng_state(device)
         if scaler is not None:
             st["scaler"] = scaler.state_dict()
+        if adversary is not None:
+            st["adversary"] = getattr(adversary, "module", adversary).state_dict()
+            st["adversary_optimizer"] = adv_optimiser.state_dict()
         atomic_write(run / "state.pt", lambda f: torch.save(st, f))
 
     per_rank = max(1, opts.batch_size // dist.world)
@@ -521,6 +538,11 @@ def train(opts: TrainOptions, resume: str | None = None, dry_run: bool = False,
             with autocast():
                 terms = net(x, y, observed, opts.draws)
             loss = training_loss(terms, opts.classifier_weight)
+            if adversary is not None:
+                with autocast():
+                    adv_loss = adversary_loss(adversary, terms.mu_s, y, observed)
+                    loss = loss + opts.style_adversary * style_penalty(
+                        getattr(adversary, "module", adversary), terms.mu_s, model.log_pi, observed)
             bad = torch.tensor(0.0 if torch.isfinite(loss) else 1.0, device=device)
             if dist.world > 1:
                 torch.distributed.all_reduce(bad)
@@ -537,6 +559,10 @@ def train(opts: TrainOptions, resume: str | None = None, dry_run: bool = False,
             else:
                 loss.backward()
                 optimiser.step()
+            if adversary is not None:
+                adv_optimiser.zero_grad(set_to_none=True)
+                adv_loss.backward()
+                adv_optimiser.step()
             step_in_epoch += 1
             global_step += 1
             images_seen += len(b) * dist.world
