@@ -531,6 +531,7 @@ def train(opts: TrainOptions, resume: str | None = None, dry_run: bool = False,
             order = order[: max(len(order) - len(order) % (per_rank * dist.world), per_rank * dist.world)]
         n_steps = max(1, math.ceil(len(order) / (per_rank * dist.world)))
         log.start_epoch(epoch, n_steps, step_in_epoch)
+        adv_losses: list[float] = []        # the adversary's loss this epoch (nats, summed over labels)
         while step_in_epoch < n_steps:
             s = step_in_epoch * per_rank * dist.world
             b = order[s: s + per_rank * dist.world][dist.rank::dist.world]
@@ -563,6 +564,7 @@ def train(opts: TrainOptions, resume: str | None = None, dry_run: bool = False,
                 adv_optimiser.zero_grad(set_to_none=True)
                 adv_loss.backward()
                 adv_optimiser.step()
+                adv_losses.append(float(adv_loss.detach()))
             step_in_epoch += 1
             global_step += 1
             images_seen += len(b) * dist.world
@@ -583,6 +585,7 @@ def train(opts: TrainOptions, resume: str | None = None, dry_run: bool = False,
             last_metrics = {"split": "valid" if len(data.indices(VALID)) else "test", **metrics}
             line = {"epoch": epoch, "step": global_step, "images_seen": images_seen,
                     "train_loss": log.mean_loss(), "images_per_s": log.rate(), "time": time.time(),
+                    **({"adversary_loss": float(np.mean(adv_losses))} if adv_losses else {}),
                     **last_metrics}
             with open(run / "metrics.jsonl", "a") as f:
                 f.write(json.dumps(line) + "\n")

@@ -3,6 +3,7 @@ encoder, is smallest when z_s tells r nothing, and a run with it resumes exactly
 
 from __future__ import annotations
 
+import json
 import math
 
 import torch
@@ -77,6 +78,8 @@ def test_run_with_the_adversary_resumes_exactly(avatar_dir_200, tmp_path):
     a = load_file(full / "model.safetensors")
     b = load_file(resumed / "model.safetensors")
     assert all(torch.equal(a[k], b[k]) for k in a)
+    lines = [json.loads(s) for s in (full / "metrics.jsonl").read_text().splitlines()]
+    assert all(math.isfinite(ln["adversary_loss"]) and ln["adversary_loss"] > 0 for ln in lines)
     base = train(opts_for(avatar_dir_200, tmp_path, epochs=2, preview_every=0))
     c = load_file(base / "model.safetensors")
     assert not all(torch.equal(a[k], c[k]) for k in a)     # the penalty changed the training
