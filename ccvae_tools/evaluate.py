@@ -6,7 +6,8 @@ cases:
     classification_metrics(pred, truth, majority, names)      accuracy, balanced accuracy, majority
     pixel_l1(x, x_hat)                                        mean per-pixel |x - x_hat| on [0, 1]
     capture_scores(zc_tr, zs_tr, v_tr, zc_te, zs_te, v_te)    variant accuracy from z_c^i vs z_s vs chance
-    capture_accuracy(x_tr, v_tr, x_te, v_te)                  one softmax-regression probe
+    capture_accuracy(x_tr, v_tr, x_te, v_te)                  one softmax-regression probe (also: each
+                                                              label read from z_s, the labels_from_style block)
     chance_level(v_tr, v_te)                                  the train-majority variant's test share
     edit_success(probs, label, target)                        share judged as the target class
     leakage(probs_before, probs_after, label[, changed])      mean change of the OTHER labels' probabilities
@@ -357,8 +358,9 @@ def evaluate_model(m, data: Decoded, *, split: int = TEST, judge=None, truth: Gr
     labels in the model's order. Returns {"metrics": ..., "details": ..., "seconds": ...}.
 
     1 classification of q(y|x) at the posterior mean vs the TRAIN majority class; 2 reconstruction L1
-    and the bound L(x, y) with all known labels observed (K = draws); 3 characteristic capture (with
-    ground truth); 4 the judge's own accuracy and the success and leakage of edits; 5 conditional
+    and the bound L(x, y) with all known labels observed (K = draws); 3 each label read from z_s by a
+    linear probe (labels_from_style: near the majority baseline when z_s leaves the labels to z_c) and
+    characteristic capture (with ground truth); 4 the judge's own accuracy and the success and leakage of edits; 5 conditional
     samples: carried label and diversity. Parts 4-5 need a judge (`ccvae_tools.judge.Judge`).
     Deterministic for a seed; the global torch RNG is left as it was.
     """
@@ -414,16 +416,25 @@ def evaluate_model(m, data: Decoded, *, split: int = TEST, judge=None, truth: Gr
     details: dict[str, Any] = {}
     timings["classify_bound"] = time.perf_counter() - t0
 
-    # 3: characteristic capture ---------------------------------------------------------------
+    # 3: the labels read from z_s; characteristic capture ----------------------------------------
     t1 = time.perf_counter()
+    cap_idx = _subset(train_idx, capture_cap, seed, 2)
+    say(f"eval: codes of {len(cap_idx):,} train images for the probes")
+    mu_cap, _ = m.encode(np.ascontiguousarray(data.images[cap_idx])) if len(cap_idx) else (
+        torch.zeros(0, z_dim), None)
+    mu_cap, mu_te = mu_cap.cpu().numpy(), mu_test.cpu().numpy()
+    zs_tr, zs_te = mu_cap[:, model.cfg.z_char:], mu_te[:, model.cfg.z_char:]
+    from_style = {}
+    for i, lab in enumerate(labels):
+        tr_ok, te_ok = ~np.isnan(data.labels[cap_idx, i]), ~np.isnan(y_true[:, i])
+        if tr_ok.sum() >= 2 and te_ok.any():
+            from_style[lab.name] = capture_accuracy(zs_tr[tr_ok], data.labels[cap_idx, i][tr_ok].astype(int),
+                                                    zs_te[te_ok], y_true[te_ok, i].astype(int))
+    metrics["labels_from_style"] = from_style
+    metrics["mean_labels_from_style"] = _mean(from_style)
+    counts["probe_train"] = int(len(cap_idx))
     if truth is not None and truth.columns:
-        cap_idx = _subset(train_idx, capture_cap, seed, 2)
-        say(f"eval: characteristic capture from {len(cap_idx):,} train codes "
-            f"({', '.join(n_ for n_ in names if n_ in truth.columns)})")
-        mu_cap, _ = m.encode(np.ascontiguousarray(data.images[cap_idx])) if len(cap_idx) else (
-            torch.zeros(0, z_dim), None)
-        mu_cap, mu_te = mu_cap.cpu().numpy(), mu_test.cpu().numpy()
-        zs_tr, zs_te = mu_cap[:, model.cfg.z_char:], mu_te[:, model.cfg.z_char:]
+        say(f"eval: characteristic capture ({', '.join(n_ for n_ in names if n_ in truth.columns)})")
         capture: dict[str, Any] = {}
         skipped: dict[str, str] = {}
         for i, lab in enumerate(labels):
@@ -460,7 +471,6 @@ def evaluate_model(m, data: Decoded, *, split: int = TEST, judge=None, truth: Gr
         metrics["capture"] = capture
         if skipped:
             details["capture_skipped"] = skipped
-        counts["capture_train"] = int(len(cap_idx))
     timings["capture"] = time.perf_counter() - t1
 
     # 4-5: the judge: its own accuracy, edits, conditional samples --------------------------------

@@ -311,6 +311,7 @@ def test_eval_cli_end_to_end(avatar_dir_200, avatar_model, judge200, judge_dir, 
     assert mt["judge"]["mean_accuracy"] > 0.6
     for block in ("success", "leakage"):
         assert set(mt["edit"][block]) == set(names) and all(_in_unit(v) for v in mt["edit"][block].values())
+    assert set(mt["labels_from_style"]) == set(names) and all(_in_unit(v) for v in mt["labels_from_style"].values())
     cons = mt["edit_consistent"]
     for block in ("success", "leakage", "also_changed"):
         assert set(cons[block]) == set(names) and all(_in_unit(v) for v in cons[block].values())

@@ -176,7 +176,7 @@ def render_report(report: dict) -> list:
                         f"{_f(cons.get('mean_leakage'))}"))
 
     table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, title=None)
-    cols = ["label", "accuracy", "balanced", "majority", "beats"]
+    cols = ["label", "accuracy", "balanced", "majority", "beats", "from z_s"]
     if judge:
         cols += ["judge", "judge recon", "edit success", "leakage", "consistent", "carried", "diversity",
                  "data div."]
@@ -185,7 +185,8 @@ def render_report(report: dict) -> list:
     for name, acc in mt.get("accuracy", {}).items():
         base = mt.get("majority_baseline", {}).get(name)
         row = [Text(name), _f(acc), _f(mt.get("balanced_accuracy", {}).get(name)), _f(base),
-               "yes" if base is not None and acc > base else "no"]
+               "yes" if base is not None and acc > base else "no",
+               _f(mt.get("labels_from_style", {}).get(name))]
         if judge:
             row += [_f(judge.get("accuracy", {}).get(name)), _f(judge.get("recon_accuracy", {}).get(name)),
                     _f(edit.get("success", {}).get(name)), _f(edit.get("leakage", {}).get(name)),
@@ -194,6 +195,9 @@ def render_report(report: dict) -> list:
                     _f(samples.get("data_diversity", {}).get(name), 4)]
         table.add_row(*row)
     out.append(table)
+    if mt.get("labels_from_style"):
+        out.append(Text("from z_s: the label read from z_s by a linear probe; near the majority column when z_s "
+                        "leaves the label to z_c"))
 
     capture = mt.get("capture")
     if capture:
