@@ -150,6 +150,9 @@ def train_cmd(
     style_adversary: Optional[float] = typer.Option(
         None, "--style-adversary", help="lambda: train z_s to hide the labels from an adversary that reads "
         "them from z_s (ours; default 0 = off)."),
+    kl_warmup: Optional[float] = typer.Option(
+        None, "--kl-warmup", help="Epochs over which the latent cost of the loss rises from 0 to 1 (ours; "
+        "default 0 = off)."),
     device: Optional[str] = typer.Option(None, "--device", envvar="CCVAE_DEVICE", help="auto | cpu | cuda | mps"),
     precision: Optional[str] = typer.Option(None, "--precision", help="fp32 | bf16 | fp16 (CUDA)"),
     out: Optional[str] = typer.Option(None, "--out", help="Folder of run folders (default runs)."),
@@ -177,6 +180,7 @@ def train_cmd(
                     batch_size=batch_size, lr=lr, z_style=z_style, label_dim=label_dim, image_size=image_size,
                     crop=crop, uncertain=uncertain, likelihood_scale=likelihood_scale, draws=draws,
                     classifier_weight=classifier_weight, style_adversary=style_adversary,
+                    kl_warmup=kl_warmup,
                     device=device, precision=precision, out=out, seed=seed, preset=preset,
                     eval_every=eval_every, preview_every=preview_every, max_steps=max_steps,
                     checkpoint_minutes=checkpoint_minutes,

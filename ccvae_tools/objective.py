@@ -106,8 +106,13 @@ def ccvae_bound(model, x: torch.Tensor, y: torch.Tensor, observed: torch.Tensor,
     return BoundTerms(bound=bound, log_px=log_px, kl_style=kl_style, log_q_hat=lq_hat, log_w=log_w, F=F, mu_s=mu_s)
 
 
-def training_loss(terms: BoundTerms, classifier_weight: float = 0.0) -> torch.Tensor:
-    """Loss = -mean over the batch of [ L(x, y_O) + alpha * log q^(y_O | x) ].
+def training_loss(terms: BoundTerms, classifier_weight: float = 0.0, kl_weight: float = 1.0) -> torch.Tensor:
+    """Loss = -mean over the batch of [ L_beta(x, y_O) + alpha * log q^(y_O | x) ].
+
+    L_beta is the bound with F's latent part (everything in F but log p(x|z)) scaled by beta =
+    kl_weight: L_beta = L - (1 - beta) * w * (F - log p(x|z)). beta = 1 (the default) is L itself; a
+    warm-up (ours, `--kl-warmup`) raises beta from 0 to 1 over the first epochs, so that small
+    details (a mouth, a frame) are encoded before the latent cost applies in full.
 
     alpha = 0 is the paper's objective. Ours: with w's gradient stopped, the classifier terms of the
     bound cancel in expectation for observed labels (d log q^ = sum_k s_k d log q(y|z^(k)) and
@@ -116,7 +121,10 @@ def training_loss(terms: BoundTerms, classifier_weight: float = 0.0) -> torch.Te
     the labels only through the weak pull of p(z_c|y). alpha > 0 adds the classification signal of
     Kingma et al.'s M2 (their alpha). It changes the gradient, not the bound that is reported.
     """
-    return -(terms.bound + classifier_weight * terms.log_q_hat).mean()
+    loss = terms.bound + classifier_weight * terms.log_q_hat
+    if kl_weight != 1.0:
+        loss = loss - (1.0 - kl_weight) * terms.log_w.exp() * (terms.F - terms.log_px)
+    return -loss.mean()
 
 
 def ccvae_loss(model, x, y, observed, draws: int = 100, classifier_weight: float = 0.0,

@@ -47,6 +47,7 @@ class TrainOptions:
     draws: int = 100                   # K fresh draws for q^(y_O | x)
     classifier_weight: float = 100.0   # alpha on log q^(y_O|x) in the loss (ours; 0 = the paper)
     style_adversary: float = 0.0       # lambda of the style adversary on z_s (ours; 0 = none)
+    kl_warmup: float = 0.0             # epochs over which the latent cost rises from 0 to 1 (ours; 0 = none)
     device: str = "auto"
     precision: str = "fp32"
     out: str = "runs"
@@ -111,6 +112,8 @@ def _check(o: TrainOptions) -> None:
         raise UsageError("--classifier-weight must be >= 0")
     if o.style_adversary < 0:
         raise UsageError("--style-adversary must be >= 0")
+    if o.kl_warmup < 0:
+        raise UsageError("--kl-warmup must be >= 0")
     for name in ("epochs", "batch_size", "draws"):
         if getattr(o, name) < 1:
             raise UsageError(f"--{name.replace('_', '-')} must be at least 1")
@@ -531,19 +534,21 @@ def train(opts: TrainOptions, resume: str | None = None, dry_run: bool = False,
             order = order[: max(len(order) - len(order) % (per_rank * dist.world), per_rank * dist.world)]
         n_steps = max(1, math.ceil(len(order) / (per_rank * dist.world)))
         log.start_epoch(epoch, n_steps, step_in_epoch)
-        adv_losses: list[float] = []        # the adversary's loss this epoch (nats, summed over labels)
+        adv_losses: list[tuple[float, float]] = []   # this epoch: the adversary's loss, the style penalty
         while step_in_epoch < n_steps:
             s = step_in_epoch * per_rank * dist.world
             b = order[s: s + per_rank * dist.world][dist.rank::dist.world]
             x, y, observed = batches.get(b)
             with autocast():
                 terms = net(x, y, observed, opts.draws)
-            loss = training_loss(terms, opts.classifier_weight)
+            beta = min(1.0, global_step / (opts.kl_warmup * n_steps)) if opts.kl_warmup > 0 else 1.0
+            loss = training_loss(terms, opts.classifier_weight, beta)
             if adversary is not None:
                 with autocast():
                     adv_loss = adversary_loss(adversary, terms.mu_s, y, observed)
-                    loss = loss + opts.style_adversary * style_penalty(
-                        getattr(adversary, "module", adversary), terms.mu_s, model.log_pi, observed)
+                    penalty = style_penalty(getattr(adversary, "module", adversary), terms.mu_s, model.log_pi,
+                                            observed)
+                    loss = loss + opts.style_adversary * penalty
             bad = torch.tensor(0.0 if torch.isfinite(loss) else 1.0, device=device)
             if dist.world > 1:
                 torch.distributed.all_reduce(bad)
@@ -564,7 +569,7 @@ def train(opts: TrainOptions, resume: str | None = None, dry_run: bool = False,
                 adv_optimiser.zero_grad(set_to_none=True)
                 adv_loss.backward()
                 adv_optimiser.step()
-                adv_losses.append(float(adv_loss.detach()))
+                adv_losses.append((float(adv_loss.detach()), float(penalty.detach())))
             step_in_epoch += 1
             global_step += 1
             images_seen += len(b) * dist.world
@@ -585,7 +590,8 @@ def train(opts: TrainOptions, resume: str | None = None, dry_run: bool = False,
             last_metrics = {"split": "valid" if len(data.indices(VALID)) else "test", **metrics}
             line = {"epoch": epoch, "step": global_step, "images_seen": images_seen,
                     "train_loss": log.mean_loss(), "images_per_s": log.rate(), "time": time.time(),
-                    **({"adversary_loss": float(np.mean(adv_losses))} if adv_losses else {}),
+                    **({"adversary_loss": float(np.mean([a for a, _ in adv_losses])),
+                        "style_penalty": float(np.mean([p for _, p in adv_losses]))} if adv_losses else {}),
                     **last_metrics}
             with open(run / "metrics.jsonl", "a") as f:
                 f.write(json.dumps(line) + "\n")

@@ -249,3 +249,20 @@ def test_stopped_w_cancels_the_classifier_gradient_of_labelled_examples_and_alph
     assert (mean0.abs() < 4 * sem0 + 1e-4).all()          # zero within noise
     mean1, sem1 = mean_and_sem(1.0)
     assert (mean1.abs() > 5 * sem1).any()                  # a signal well above noise
+
+
+def test_kl_weight_scales_only_the_latent_part_of_F():
+    """--kl-warmup: beta = 1 is the loss of the bound; beta < 1 scales everything in F but log p(x|z)."""
+    from ccvae_tools.objective import training_loss
+
+    m = tiny_model(dims=(1, 1, 1)).float()
+    x, y = batch(n=6)
+    observed = torch.rand(y.shape) < 0.5
+    torch.manual_seed(3)
+    terms = m(x.float(), y, observed, 10)
+    assert torch.equal(training_loss(terms, 2.0, 1.0), training_loss(terms, 2.0))
+    w = terms.log_w.exp()
+    for beta in (0.0, 0.25):
+        expect = -(w * (terms.log_px + beta * (terms.F - terms.log_px)) + terms.log_q_hat * 3.0
+                   + (terms.bound - w * terms.F - terms.log_q_hat)).mean()
+        assert torch.allclose(training_loss(terms, 2.0, beta), expect, rtol=1e-5, atol=1e-3)

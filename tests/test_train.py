@@ -40,6 +40,9 @@ def test_options_resolve_defaults_then_preset_then_explicit():
         resolve_options({"preset": "nope"})
     with pytest.raises(UsageError, match="sup-frac"):
         resolve_options({"sup_frac": 0.0})
+    for name in ("kl_warmup", "style_adversary", "classifier_weight"):
+        with pytest.raises(UsageError, match=name.replace("_", "-")):
+            resolve_options({name: -1.0})
 
 
 def test_dry_run_writes_resolved_options_and_stops(avatar_dir_200, tmp_path):
