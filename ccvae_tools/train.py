@@ -72,7 +72,7 @@ PRESETS: dict[str, dict[str, Any]] = {
                   batch_size=200, epochs=200, draws=100, classifier_weight=0.0),
     # The shipped default: generated avatars (`ccvae data avatars`), trained on a CPU.
     "avatars": dict(format="celeba", image_size=64, crop="auto", z_style=27, lr=1e-3, batch_size=64,
-                    epochs=40, draws=100, classifier_weight=100.0),
+                    epochs=50, draws=100, classifier_weight=100.0, style_adversary=50.0),
 }
 
 
