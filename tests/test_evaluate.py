@@ -324,6 +324,8 @@ def test_eval_cli_end_to_end(avatar_dir_200, avatar_model, judge200, judge_dir, 
     code, out, err = run_cli(["info", avatar_model, "--json"], capsys)
     assert code == 0, err
     stored = json.loads(out)["metrics"]
+    code, text, err = run_cli(["info", avatar_model], capsys)
+    assert code == 0 and "edits judged: success" in text and "consistent edits: success" in text
     assert stored["source"] == "ccvae eval" and stored["edit"] == mt["edit"]
     after = load_file(str(avatar_model))
     assert set(after) == set(tensors_before) and all(torch.equal(after[k], tensors_before[k]) for k in after)

@@ -196,6 +196,17 @@ def render_card(card: dict) -> str:
         extra = [f"{k} {metrics[k]:.4g}" for k in ("bound", "recon_l1") if isinstance(metrics.get(k), (int, float))]
         if extra:
             add(f"    {', '.join(extra)}")
+        judged = []
+        for key, name in (("edit", "edits judged"), ("edit_consistent", "consistent edits")):
+            e = _dict(metrics.get(key))
+            if isinstance(e.get("mean_success"), (int, float)):
+                judged.append(f"{name}: success {e['mean_success']:.3f}, leakage {e.get('mean_leakage', float('nan')):.3f}")
+        capture = _dict(metrics.get("capture"))
+        if capture:
+            wins = sum(1 for c in capture.values() if isinstance(c, dict) and c.get("z_c", 0) > c.get("z_s", 0))
+            judged.append(f"capture: z_c above z_s for {wins} of {len(capture)} labels")
+        if judged:
+            add(f"    {'; '.join(judged)} (ccvae eval)")
     else:
         add("  metrics        none recorded")
     add(f"  licence        {card['license'] or 'not stated'}")
