@@ -22,6 +22,8 @@ print(json.dumps({"sup_frac": float(sys.argv[1]), "mean_accuracy": round(m["mean
                   "capture_zc_beats_zs": f"{better}/{len(cap)}",
                   "capture_zc_mean": round(sum(c["z_c"] for c in cap.values()) / max(len(cap), 1), 3),
                   "capture_zs_mean": round(sum(c["z_s"] for c in cap.values()) / max(len(cap), 1), 3),
-                  "edit_success": round(m["edit"]["mean_success"], 3), "recon_l1": round(m["recon_l1"], 4)}))
+                  "edit_success": round(m["edit"]["mean_success"], 3),
+                  "consistent_edit_success": round(m["edit_consistent"]["mean_success"], 3),
+                  "recon_l1": round(m["recon_l1"], 4)}))
 PY
 done
