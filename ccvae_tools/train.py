@@ -377,8 +377,8 @@ def train(opts: TrainOptions, resume: str | None = None, dry_run: bool = False,
     from ccvae_tools.data.cache import load_decoded
     from ccvae_tools.data.readers import open_catalog
     from ccvae_tools.data.report import make_report
+    from ccvae_tools.adversary import StyleAdversary, adversary_loss, style_penalty
     from ccvae_tools.model import CCVAE, ModelConfig, num_parameters
-    from ccvae_tools.adversary import adversary_loss, style_penalty
     from ccvae_tools.objective import training_loss
     from ccvae_tools.weights import build_metadata, save_model
 
@@ -455,7 +455,6 @@ def train(opts: TrainOptions, resume: str | None = None, dry_run: bool = False,
     optimiser = torch.optim.Adam(model.parameters(), lr=opts.lr)
     adversary = adv_optimiser = None
     if opts.style_adversary > 0:
-        from ccvae_tools.adversary import StyleAdversary
         adversary = StyleAdversary(cfg.z_style, model.class_mask.cpu()).to(device)
         adv_optimiser = torch.optim.Adam(adversary.parameters(), lr=opts.lr)
     scaler = torch.amp.GradScaler("cuda") if opts.precision == "fp16" else None

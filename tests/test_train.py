@@ -177,7 +177,8 @@ def test_torchrun_two_processes_on_the_cpu(avatar_dir_200, tmp_path):
     args = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "29517",
             "-m", "ccvae_tools", "train", str(avatar_dir_200), "--image-size", "32", "--epochs", "1",
             "--batch-size", "32", "--draws", "8", "--z-style", "4", "--preview-every", "0", "--workers", "1",
-            "--device", "cpu", "--out", str(tmp_path / "runs"), "--cache-dir", str(tmp_path / "cache")]
+            "--device", "cpu", "--out", str(tmp_path / "runs"), "--cache-dir", str(tmp_path / "cache"),
+            "--style-adversary", "1"]             # the adversary is wrapped in DDP too
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     res = subprocess.run(args, capture_output=True, text=True, env=env, timeout=300)
     assert res.returncode == 0, res.stderr[-3000:]
@@ -185,7 +186,8 @@ def test_torchrun_two_processes_on_the_cpu(avatar_dir_200, tmp_path):
     assert len(runs) == 1
     model, meta = load_model(runs[0] / "model.safetensors")
     assert meta["ccvae.train"]["images_seen"] == 160  # 5 steps x 2 ranks x 16
-    assert len((runs[0] / "metrics.jsonl").read_text().splitlines()) == 1
+    lines = (runs[0] / "metrics.jsonl").read_text().splitlines()
+    assert len(lines) == 1 and json.loads(lines[0])["adversary_loss"] > 0
 
 
 def test_precision_options_on_the_cpu(avatar_dir_200, tmp_path):
