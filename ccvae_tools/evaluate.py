@@ -320,6 +320,20 @@ def capture_class(truth_col: np.ndarray, variants: np.ndarray, num_classes: int)
 # the evaluation
 # ----------------------------------------------------------------------------------------------
 
+def _apply_edits(model, z: torch.Tensor, current: np.ndarray, goal: np.ndarray, edit) -> torch.Tensor:
+    """Codes moved from the classes `current` (N, L) to `goal` (N, L): rows that change the same
+    labels to the same classes are edited together."""
+    wanted = np.where(goal != current, goal, -1)
+    keys, group = np.unique(wanted, axis=0, return_inverse=True)
+    out = z.clone()
+    for g, key in enumerate(keys):
+        assign = {j: int(v) for j, v in enumerate(key) if v >= 0}
+        if assign:
+            rows = torch.from_numpy(group.reshape(-1) == g).to(z.device)
+            out[rows] = edit(model, z[rows], assign)
+    return out
+
+
 def _seed_of(*parts: int) -> int:
     return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(1)[0])
 
@@ -499,46 +513,31 @@ def evaluate_model(m, data: Decoded, *, split: int = TEST, judge=None, truth: Gr
         say(f"eval: editing {ne:,} images per label ({len(labels)} labels)")
         success, leak, before, by_target = {}, {}, {}, {}
         current = pred[:ne]
+        combos, combo_counts = label_combinations(data.labels[train_idx])
+        c_success, c_leak, c_share = {}, {}, {}
         for i, lab in enumerate(labels):
             if ne == 0:
                 break
             K = lab.num_classes
-            offset = 1 + (np.arange(ne) % (K - 1))            # binary: the other class; K > 2: cycle
-            target = (current[:, i] + offset) % K
-            z_new = mu_e.clone()
-            for k in range(K):
-                sel = torch.from_numpy(target == k).to(mu_e.device)
-                if bool(sel.any()):
-                    z_new[sel] = edit(model, mu_e[sel], {i: k})
-            p_new = judge.probs(m.decode(z_new))
+            target = (current[:, i] + 1 + (np.arange(ne) % (K - 1))) % K   # binary: the other class; K > 2: cycle
+            alone = current.copy()
+            alone[:, i] = target
+            p_new = judge.probs(m.decode(_apply_edits(model, mu_e, current, alone, edit)))
             success[lab.name] = edit_success(p_new, i, target)
             by_target[lab.name] = {lab.classes[k]: edit_success(p_new[target == k], i, k) for k in range(K)
                                    if (target == k).any()}
             before[lab.name] = edit_success(p_rec, i, target)
             leak[lab.name] = leakage(p_rec, p_new, i)
+            if len(combos):   # the same edits made consistent with the label combinations seen in training
+                goal = consistent_targets(current, i, target, combos, combo_counts)
+                changed = goal != current
+                p_new = judge.probs(m.decode(_apply_edits(model, mu_e, current, goal, edit)))
+                c_success[lab.name] = edit_success(p_new, i, target)
+                c_leak[lab.name] = leakage(p_rec, p_new, i, changed)
+                c_share[lab.name] = float(np.delete(changed, i, axis=1).any(1).mean())
         metrics["edit"] = {"success": success, "leakage": leak, "target_before": before,
                            "success_by_target": by_target,
                            "mean_success": _mean(success), "mean_leakage": _mean(leak)}
-
-        # the same edits made consistent with the label combinations seen in training
-        combos, combo_counts = label_combinations(data.labels[train_idx])
-        c_success, c_leak, c_share = {}, {}, {}
-        for i, lab in enumerate(labels):
-            if ne == 0 or len(combos) == 0:
-                break
-            K = lab.num_classes
-            target = (current[:, i] + 1 + (np.arange(ne) % (K - 1))) % K
-            goal = consistent_targets(current, i, target, combos, combo_counts)
-            changed = goal != current
-            z_new = mu_e.clone()
-            for key in {tuple(r) for r in np.where(changed, goal, -1)}:
-                rows = torch.from_numpy((np.where(changed, goal, -1) == np.asarray(key)).all(1)).to(mu_e.device)
-                assign = {j: int(v) for j, v in enumerate(key) if v >= 0}
-                z_new[rows] = edit(model, mu_e[rows], assign)
-            p_new = judge.probs(m.decode(z_new))
-            c_success[lab.name] = edit_success(p_new, i, target)
-            c_leak[lab.name] = leakage(p_rec, p_new, i, changed)
-            c_share[lab.name] = float(np.delete(changed, i, axis=1).any(1).mean())
         if c_success:
             metrics["edit_consistent"] = {"success": c_success, "leakage": c_leak, "also_changed": c_share,
                                           "mean_success": _mean(c_success), "mean_leakage": _mean(c_leak)}
