@@ -139,6 +139,9 @@ def train_cmd(
     lr: Optional[float] = typer.Option(None, "--lr", help="Adam learning rate."),
     z_style: Optional[int] = typer.Option(None, "--z-style", help="Style latent size d_s."),
     label_dim: Optional[int] = typer.Option(None, "--label-dim", help="Latent size d_i of each label's block."),
+    widths: Optional[str] = typer.Option(None, "--widths", help="Channels of the encoder's stride-2 "
+                                         "convolutions (the decoder mirrors them), e.g. 64,64,64,128 at 64 px "
+                                         "(default: the paper's 32,32,64,128)."),
     image_size: Optional[int] = typer.Option(None, "--image-size", help="32, 64 or 128."),
     crop: Optional[str] = typer.Option(None, "--crop", help="auto | center | squash | N (centre crop size)"),
     uncertain: Optional[str] = typer.Option(None, "--uncertain", help="CheXpert -1: ignore | ones | zeros"),
@@ -177,7 +180,7 @@ def train_cmd(
         raise UsageError("give a DATA folder to train on, or --resume RUN|auto")
     explicit = dict(data=str(data) if data is not None else None, format=fmt, labels=_split_list(labels),
                     sup_frac=sup_frac, sup_select=sup_select, sup_oversample=sup_oversample, epochs=epochs,
-                    batch_size=batch_size, lr=lr, z_style=z_style, label_dim=label_dim, image_size=image_size,
+                    batch_size=batch_size, lr=lr, z_style=z_style, label_dim=label_dim, widths=widths, image_size=image_size,
                     crop=crop, uncertain=uncertain, likelihood_scale=likelihood_scale, draws=draws,
                     classifier_weight=classifier_weight, style_adversary=style_adversary,
                     kl_warmup=kl_warmup,

@@ -40,6 +40,7 @@ class TrainOptions:
     lr: float = 1e-4
     z_style: int = 27
     label_dim: int = 1
+    widths: str = ""                   # channels of the convolutions, comma-separated ("": the paper's)
     image_size: int = 64
     crop: str = "auto"
     uncertain: str = "ignore"
@@ -95,6 +96,24 @@ def resolve_options(explicit: dict[str, Any]) -> TrainOptions:
     return opts
 
 
+def parse_widths(text: str, image_size: int) -> tuple[int, ...]:
+    """--widths "64,64,64,128" -> (64, 64, 64, 128); "" -> () (the paper's widths for the image size).
+    One width per stride-2 convolution: 3 at 32 px, 4 at 64 px, 5 at 128 px."""
+    if not text.strip():
+        return ()
+    try:
+        widths = tuple(int(w) for w in text.split(","))
+    except ValueError:
+        raise UsageError(f"--widths must be comma-separated whole numbers, got {text!r}") from None
+    need = {32: 3, 64: 4, 128: 5}.get(image_size)
+    if need is not None and len(widths) != need:
+        raise UsageError(f"--widths needs {need} numbers at {image_size} px (one per downsampling "
+                         f"convolution), got {len(widths)}")
+    if min(widths) < 1:
+        raise UsageError("--widths must all be >= 1")
+    return widths
+
+
 def _check(o: TrainOptions) -> None:
     if not 0.0 < o.sup_frac <= 1.0:
         raise UsageError(f"--sup-frac must be in (0, 1], got {o.sup_frac}")
@@ -108,6 +127,7 @@ def _check(o: TrainOptions) -> None:
         raise UsageError("--device must be auto, cpu, cuda or mps")
     if o.image_size not in (32, 64, 128):
         raise UsageError("--image-size must be 32, 64 or 128")
+    parse_widths(o.widths, o.image_size)
     if o.classifier_weight < 0:
         raise UsageError("--classifier-weight must be >= 0")
     if o.style_adversary < 0:
@@ -448,6 +468,7 @@ def train(opts: TrainOptions, resume: str | None = None, dry_run: bool = False,
     torch.manual_seed(opts.seed)
     cfg = ModelConfig(image_size=opts.image_size, channels=data.preprocess.channels,
                       labels=list(data.label_info), label_dims=[opts.label_dim] * len(data.label_info),
+                      widths=parse_widths(opts.widths, opts.image_size),
                       z_style=opts.z_style, likelihood_scale=opts.likelihood_scale)
     model = CCVAE(cfg)
     model.set_label_prior(torch.from_numpy(train_labels[train_idx]))

@@ -45,6 +45,29 @@ def test_options_resolve_defaults_then_preset_then_explicit():
             resolve_options({name: -1.0})
 
 
+def test_widths_option_is_checked_against_the_image_size():
+    from ccvae_tools.train import parse_widths
+    assert parse_widths("", 64) == () and parse_widths("64, 64,64,128", 64) == (64, 64, 64, 128)
+    with pytest.raises(UsageError, match="needs 4 numbers at 64 px"):
+        resolve_options({"widths": "64,64,64"})
+    with pytest.raises(UsageError, match="needs 3 numbers at 32 px"):
+        resolve_options({"widths": "8,8,8,8", "image_size": 32})
+    with pytest.raises(UsageError, match="whole numbers"):
+        resolve_options({"widths": "64,wide,64,128"})
+    with pytest.raises(UsageError, match=">= 1"):
+        resolve_options({"widths": "8,0,8", "image_size": 32})
+
+
+def test_wider_network_is_trained_stored_and_loaded(avatar_dir_200, tmp_path):
+    run = train(opts_for(avatar_dir_200, tmp_path, widths="8,8,16", epochs=1, preview_every=0))
+    model, meta = load_model(run / "model.safetensors")
+    assert tuple(model.cfg.widths) == (8, 8, 16)
+    assert model.encoder.body[0].out_channels == 8 and model.decoder.body[-1].in_channels == 8
+    assert json.loads((run / "options.json").read_text())["widths"] == "8,8,16"
+    r = run_cli("info", run / "model.safetensors")
+    assert r.returncode == 0 and "8,8,16" in r.stdout
+
+
 def test_dry_run_writes_resolved_options_and_stops(avatar_dir_200, tmp_path):
     run = train(opts_for(avatar_dir_200, tmp_path), dry_run=True)
     saved = json.loads((run / "options.json").read_text())

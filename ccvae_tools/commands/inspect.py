@@ -60,7 +60,7 @@ def _dict(v: Any) -> dict:
 
 
 TRAIN_KEYS = ("preset", "format", "image_size", "crop", "sup_frac", "sup_select", "batch_size", "lr",
-              "z_style", "label_dim", "likelihood_scale", "draws", "classifier_weight", "style_adversary",
+              "z_style", "label_dim", "widths", "likelihood_scale", "draws", "classifier_weight", "style_adversary",
               "kl_warmup", "precision")
 
 
