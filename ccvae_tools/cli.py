@@ -156,6 +156,12 @@ def train_cmd(
     kl_warmup: Optional[float] = typer.Option(
         None, "--kl-warmup", help="Epochs over which the latent cost of the loss rises from 0 to 1 (ours; "
         "default 0 = off)."),
+    swap_cycle: Optional[float] = typer.Option(
+        None, "--swap-cycle", help="gamma: train the decoder to draw the labels of swapped codes, as the "
+        "model's own classifier reads them (ours; default 0 = off)."),
+    init_from: Optional[str] = typer.Option(
+        None, "--init-from", metavar="WEIGHTS", help="Start from a weights file (fine-tuning); the "
+        "network's shape and labels come from it."),
     device: Optional[str] = typer.Option(None, "--device", envvar="CCVAE_DEVICE", help="auto | cpu | cuda | mps"),
     precision: Optional[str] = typer.Option(None, "--precision", help="fp32 | bf16 | fp16 (CUDA)"),
     out: Optional[str] = typer.Option(None, "--out", help="Folder of run folders (default runs)."),
@@ -183,7 +189,7 @@ def train_cmd(
                     batch_size=batch_size, lr=lr, z_style=z_style, label_dim=label_dim, widths=widths, image_size=image_size,
                     crop=crop, uncertain=uncertain, likelihood_scale=likelihood_scale, draws=draws,
                     classifier_weight=classifier_weight, style_adversary=style_adversary,
-                    kl_warmup=kl_warmup,
+                    kl_warmup=kl_warmup, swap_cycle=swap_cycle, init_from=init_from,
                     device=device, precision=precision, out=out, seed=seed, preset=preset,
                     eval_every=eval_every, preview_every=preview_every, max_steps=max_steps,
                     checkpoint_minutes=checkpoint_minutes,

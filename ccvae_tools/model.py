@@ -206,15 +206,18 @@ class CCVAE(nn.Module):
         """Means and scales of p(z_c^i | y_i = k), each (L, K_max, D_max) (padding is meaningless)."""
         return self.prior_loc, self.prior_scale()
 
-    def class_logits(self, z_c: torch.Tensor) -> torch.Tensor:
-        """Logits of q(y_i | z_c^i): (..., sum d_i) -> (..., L, K_max); invalid classes are -inf."""
+    def class_logits(self, z_c: torch.Tensor, frozen: bool = False) -> torch.Tensor:
+        """Logits of q(y_i | z_c^i): (..., sum d_i) -> (..., L, K_max); invalid classes are -inf.
+        frozen: the classifier's parameters are detached (gradients reach z_c only)."""
         zb = self.blocks(z_c)
-        logits = torch.einsum("...ld,lkd->...lk", zb, self.cls_weight) + self.cls_bias
+        weight, bias = (self.cls_weight.detach(), self.cls_bias.detach()) if frozen else (self.cls_weight,
+                                                                                          self.cls_bias)
+        logits = torch.einsum("...ld,lkd->...lk", zb, weight) + bias
         return logits.masked_fill(~self.class_mask, float("-inf"))
 
-    def log_q_y(self, z_c: torch.Tensor) -> torch.Tensor:
+    def log_q_y(self, z_c: torch.Tensor, frozen: bool = False) -> torch.Tensor:
         """log q(y_i = k | z_c^i): (..., L, K_max); invalid classes are -inf."""
-        return torch.log_softmax(self.class_logits(z_c), dim=-1)
+        return torch.log_softmax(self.class_logits(z_c, frozen), dim=-1)
 
     def log_p_zc_given_y(self, z_c: torch.Tensor) -> torch.Tensor:
         """log p(z_c^i | y_i = k) for every class k: (..., sum d_i) -> (..., L, K_max)."""

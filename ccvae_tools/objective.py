@@ -25,7 +25,7 @@ import torch
 
 
 class BoundTerms(NamedTuple):
-    """Per-example pieces of the bound, each (B,) but mu_s (B, d_s). `bound` is L(x, y_O); the loss is
+    """Per-example pieces of the bound, each (B,) but mu_s (B, d_s) and mu_c (B, sum d_i). `bound` is L(x, y_O); the loss is
     -bound.mean().
 
     A NamedTuple, so that DistributedDataParallel finds the tensors in the forward's output.
@@ -38,6 +38,7 @@ class BoundTerms(NamedTuple):
     log_w: torch.Tensor             # log w(z), detached
     F: torch.Tensor                 # F(x, z) at the sample
     mu_s: torch.Tensor              # the posterior mean of z_s (for the style adversary, ours)
+    mu_c: torch.Tensor              # the posterior mean of z_c (for the swap cycle, ours)
 
 
 def _normal_log_prob(z: torch.Tensor, loc: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
@@ -103,7 +104,8 @@ def ccvae_bound(model, x: torch.Tensor, y: torch.Tensor, observed: torch.Tensor,
     log_prior_y = torch.where(observed, obs_log_pi, torch.zeros_like(obs_log_pi)).sum(-1)
 
     bound = log_w.exp() * F + lq_hat + log_prior_y
-    return BoundTerms(bound=bound, log_px=log_px, kl_style=kl_style, log_q_hat=lq_hat, log_w=log_w, F=F, mu_s=mu_s)
+    return BoundTerms(bound=bound, log_px=log_px, kl_style=kl_style, log_q_hat=lq_hat, log_w=log_w, F=F, mu_s=mu_s,
+                      mu_c=mu_c)
 
 
 def training_loss(terms: BoundTerms, classifier_weight: float = 0.0, kl_weight: float = 1.0) -> torch.Tensor:

@@ -49,6 +49,8 @@ class TrainOptions:
     classifier_weight: float = 100.0   # alpha on log q^(y_O|x) in the loss (ours; 0 = the paper)
     style_adversary: float = 0.0       # lambda of the style adversary on z_s (ours; 0 = none)
     kl_warmup: float = 0.0             # epochs over which the latent cost rises from 0 to 1 (ours; 0 = none)
+    swap_cycle: float = 0.0            # gamma of the swap cycle that teaches the decoder to draw z_c (ours)
+    init_from: str | None = None       # weights file to start from (fine-tuning; the network's shape comes from it)
     device: str = "auto"
     precision: str = "fp32"
     out: str = "runs"
@@ -114,6 +116,27 @@ def parse_widths(text: str, image_size: int) -> tuple[int, ...]:
     return widths
 
 
+def _take_shape_from(opts: TrainOptions) -> None:
+    """--init-from W: the network's shape (image size, widths, latent sizes, labels) comes from W."""
+    from ccvae_tools.weights import read_metadata
+
+    path = Path(opts.init_from)
+    if not path.is_file():
+        raise UsageError(f"--init-from {path}: no such weights file")
+    try:
+        cfg = read_metadata(path)["ccvae.config"]
+    except Exception as e:  # noqa: BLE001 - any unreadable header is the user's file, not our bug
+        raise UsageError(f"--init-from {path}: not a ccvae weights file ({e})") from None
+    dims = set(cfg.get("label_dims") or [1])
+    if len(dims) != 1:
+        raise UsageError(f"--init-from {path}: label blocks of different sizes cannot be trained on")
+    opts.labels = opts.labels or [lab["name"] for lab in cfg["labels"]]
+    opts.image_size = int(cfg["image_size"])
+    opts.widths = ",".join(str(w) for w in cfg.get("widths") or ())
+    opts.z_style = int(cfg["z_style"])
+    opts.label_dim = dims.pop()
+
+
 def _check(o: TrainOptions) -> None:
     if not 0.0 < o.sup_frac <= 1.0:
         raise UsageError(f"--sup-frac must be in (0, 1], got {o.sup_frac}")
@@ -132,6 +155,8 @@ def _check(o: TrainOptions) -> None:
         raise UsageError("--classifier-weight must be >= 0")
     if o.style_adversary < 0:
         raise UsageError("--style-adversary must be >= 0")
+    if o.swap_cycle < 0:
+        raise UsageError("--swap-cycle must be >= 0")
     if o.kl_warmup < 0:
         raise UsageError("--kl-warmup must be >= 0")
     for name in ("epochs", "batch_size", "draws"):
@@ -398,6 +423,7 @@ def train(opts: TrainOptions, resume: str | None = None, dry_run: bool = False,
     from ccvae_tools.data.readers import open_catalog
     from ccvae_tools.data.report import make_report
     from ccvae_tools.adversary import StyleAdversary, adversary_loss, style_penalty
+    from ccvae_tools.cycle import swap_cycle_loss
     from ccvae_tools.model import CCVAE, ModelConfig, num_parameters
     from ccvae_tools.objective import training_loss
     from ccvae_tools.weights import build_metadata, save_model
@@ -418,6 +444,8 @@ def train(opts: TrainOptions, resume: str | None = None, dry_run: bool = False,
         if dist.main:
             info(f"resuming {run} at epoch {state['epoch']}, step {state['global_step']}")
 
+    if opts.init_from and state is None:
+        _take_shape_from(opts)
     catalog = open_catalog(Path(opts.data), fmt=opts.format, labels=opts.labels, size=opts.image_size,
                            crop=opts.crop, uncertain=opts.uncertain)
     opts.labels = catalog.label_names
@@ -471,6 +499,15 @@ def train(opts: TrainOptions, resume: str | None = None, dry_run: bool = False,
                       widths=parse_widths(opts.widths, opts.image_size),
                       z_style=opts.z_style, likelihood_scale=opts.likelihood_scale)
     model = CCVAE(cfg)
+    if opts.init_from and state is None:
+        from ccvae_tools.weights import load_model
+        start, _ = load_model(opts.init_from)
+        if [lab.to_json() for lab in start.cfg.labels] != [lab.to_json() for lab in cfg.labels] \
+                or start.cfg.channels != cfg.channels:
+            raise UsageError(f"--init-from {opts.init_from}: it was trained on the labels "
+                             f"{', '.join(lab.name for lab in start.cfg.labels)} ({start.cfg.channels} channels); "
+                             f"the data gives {', '.join(lab.name for lab in cfg.labels)} ({cfg.channels})")
+        model.load_state_dict(start.state_dict())
     model.set_label_prior(torch.from_numpy(train_labels[train_idx]))
     model.to(device)
     optimiser = torch.optim.Adam(model.parameters(), lr=opts.lr)
@@ -555,6 +592,7 @@ def train(opts: TrainOptions, resume: str | None = None, dry_run: bool = False,
         n_steps = max(1, math.ceil(len(order) / (per_rank * dist.world)))
         log.start_epoch(epoch, n_steps, step_in_epoch)
         adv_losses: list[tuple[float, float]] = []   # this epoch: the adversary's loss, the style penalty
+        cycle_losses: list[float] = []               # this epoch: the swap cycle's loss
         while step_in_epoch < n_steps:
             s = step_in_epoch * per_rank * dist.world
             b = order[s: s + per_rank * dist.world][dist.rank::dist.world]
@@ -569,6 +607,12 @@ def train(opts: TrainOptions, resume: str | None = None, dry_run: bool = False,
                     penalty = style_penalty(getattr(adversary, "module", adversary), terms.mu_s, model.log_pi,
                                             observed)
                     loss = loss + opts.style_adversary * penalty
+            if opts.swap_cycle > 0:
+                perm = torch.randperm(len(b), device=x.device)
+                with autocast():
+                    cycle = swap_cycle_loss(model, terms.mu_c, terms.mu_s, y, observed, perm)
+                loss = loss + opts.swap_cycle * cycle
+                cycle_losses.append(float(cycle.detach()))
             bad = torch.tensor(0.0 if torch.isfinite(loss) else 1.0, device=device)
             if dist.world > 1:
                 torch.distributed.all_reduce(bad)
@@ -612,6 +656,7 @@ def train(opts: TrainOptions, resume: str | None = None, dry_run: bool = False,
                     "train_loss": log.mean_loss(), "images_per_s": log.rate(), "time": time.time(),
                     **({"adversary_loss": float(np.mean([a for a, _ in adv_losses])),
                         "style_penalty": float(np.mean([p for _, p in adv_losses]))} if adv_losses else {}),
+                    **({"swap_cycle_loss": float(np.mean(cycle_losses))} if cycle_losses else {}),
                     **last_metrics}
             with open(run / "metrics.jsonl", "a") as f:
                 f.write(json.dumps(line) + "\n")

@@ -201,7 +201,8 @@ def test_torchrun_two_processes_on_the_cpu(avatar_dir_200, tmp_path):
             "-m", "ccvae_tools", "train", str(avatar_dir_200), "--image-size", "32", "--epochs", "1",
             "--batch-size", "32", "--draws", "8", "--z-style", "4", "--preview-every", "0", "--workers", "1",
             "--device", "cpu", "--out", str(tmp_path / "runs"), "--cache-dir", str(tmp_path / "cache"),
-            "--style-adversary", "1"]             # the adversary is wrapped in DDP too
+            "--style-adversary", "1",             # the adversary is wrapped in DDP too
+            "--swap-cycle", "1"]                  # the cycle uses the model outside DDP's forward
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     res = subprocess.run(args, capture_output=True, text=True, env=env, timeout=300)
     assert res.returncode == 0, res.stderr[-3000:]
@@ -211,6 +212,7 @@ def test_torchrun_two_processes_on_the_cpu(avatar_dir_200, tmp_path):
     assert meta["ccvae.train"]["images_seen"] == 160  # 5 steps x 2 ranks x 16
     lines = (runs[0] / "metrics.jsonl").read_text().splitlines()
     assert len(lines) == 1 and json.loads(lines[0])["adversary_loss"] > 0
+    assert json.loads(lines[0])["swap_cycle_loss"] > 0
 
 
 def test_precision_options_on_the_cpu(avatar_dir_200, tmp_path):
