@@ -74,7 +74,7 @@ class JudgeNet(nn.Module):
         return self.head(self.body(x))
 
 
-def _blur(x: torch.Tensor) -> torch.Tensor:
+def mild_blur(x: torch.Tensor) -> torch.Tensor:
     """A mild 3x3 binomial blur per channel (the kind of softness a VAE decoder adds)."""
     k1 = torch.tensor([1.0, 2.0, 1.0], device=x.device, dtype=x.dtype)
     k = (k1[:, None] * k1[None, :]) / 16.0
@@ -212,7 +212,7 @@ def train_judge(images: np.ndarray, labels: np.ndarray, label_info: Sequence[Lab
                 x = _to_float(images[idx], dev)
                 if blur:
                     pick = torch.from_numpy(rng.random(len(idx)) < 0.5).to(dev)
-                    x = torch.where(pick[:, None, None, None], _blur(x), x)
+                    x = torch.where(pick[:, None, None, None], mild_blur(x), x)
                 loss = judge_loss(label_info, net(x), y_all[idx].to(dev))
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
