@@ -1,14 +1,21 @@
 #!/usr/bin/env bash
-# Supervision sweep (the paper's table, on generated avatars): the default model's training at labelled
-# fractions 0.004, 0.06, 0.2 and 1.0, shortened to EPOCHS epochs, each scored by `ccvae eval`.
-#   bash benchmarks/supervision_sweep.sh DATA OUT [EPOCHS] [MAX_IMAGES]
+# Supervision sweep (the paper's table, on generated avatars): the default model's two-stage training
+# (weights/README.md) at labelled fractions 0.004, 0.06, 0.2 and 1.0, shortened to EPOCHS epochs of
+# the first stage and CYCLE_EPOCHS of the swap-cycle fine-tuning, each scored by `ccvae eval`.
+#   bash benchmarks/supervision_sweep.sh DATA OUT [EPOCHS] [MAX_IMAGES] [CYCLE_EPOCHS]
 # DATA: `ccvae data avatars DATA --n 30000 --seed 0 --size 64`. Prints one JSON line per fraction.
+# CYCLE_EPOCHS 0 skips the second stage.
 set -euo pipefail
-DATA=${1:?data folder}; OUT=${2:?output folder}; EPOCHS=${3:-3}; MAX=${4:-1000}
+DATA=${1:?data folder}; OUT=${2:?output folder}; EPOCHS=${3:-3}; MAX=${4:-1000}; CYCLE=${5:-1}
 mkdir -p "$OUT/judges"
 for f in 0.004 0.06 0.2 1.0; do
-  run=$(ccvae train "$DATA" --preset avatars --epochs "$EPOCHS" --sup-frac "$f" --preview-every 0 \
-        --out "$OUT/runs" --seed 0 2> "$OUT/train-$f.log" | tail -1)
+  run=$(ccvae train "$DATA" --preset avatars --widths 64,64,64,128 --epochs "$EPOCHS" --sup-frac "$f" \
+        --preview-every 0 --out "$OUT/runs" --seed 0 2> "$OUT/train-$f.log" | tail -1)
+  if [ "$CYCLE" -gt 0 ]; then
+    run=$(ccvae train "$DATA" --preset avatars --init-from "$run/model.safetensors" --swap-cycle 50 --lr 5e-4 \
+          --epochs "$CYCLE" --sup-frac "$f" --preview-every 0 --out "$OUT/runs" --seed 0 \
+          2> "$OUT/cycle-$f.log" | tail -1)
+  fi
   ccvae eval "$DATA" -m "$run/model.safetensors" --judge "$OUT/judges" --max-images "$MAX" --json \
         2> "$OUT/eval-$f.log" > "$OUT/eval-$f.json"
   python3 - "$f" "$OUT/eval-$f.json" <<'PY'

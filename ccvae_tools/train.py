@@ -558,8 +558,11 @@ def train(opts: TrainOptions, resume: str | None = None, dry_run: bool = False,
     def checkpoint() -> None:
         if not dist.main:
             return
+        options = opts.to_json()
+        if options.get("init_from"):   # the weights travel; the starting file's folder means nothing elsewhere
+            options["init_from"] = Path(options["init_from"]).name
         train_meta = {"epochs": opts.epochs, "epoch": epoch, "step": global_step, "seed": opts.seed,
-                      "images_seen": images_seen, "options": opts.to_json()}
+                      "images_seen": images_seen, "options": options}
         meta = build_metadata(model, data.preprocess, data=meta_data, train=train_meta,
                               metrics=last_metrics, title=f"CCVAE on {data_name}", license=licence)
         save_model(model, run / "model.safetensors", meta)
