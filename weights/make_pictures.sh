@@ -11,6 +11,7 @@ ccvae gif $E/glasses.png -m $M --size 96 --probability -o $P/traversals.gif
 # one label on several faces (input, reconstruction, the walk)
 ccvae traverse $E/glasses.png $E/hat.png $E/smile.png $E/brown.png -m $M --label eyeglasses --size 96 -o $P/eyeglasses.png
 ccvae traverse $E/glasses.png $E/hat.png $E/smile.png $E/brown.png -m $M --label no_beard --size 96 -o $P/no_beard.png
+ccvae traverse $E/glasses.png $E/hat.png $E/smile.png $E/brown.png -m $M --label smiling --size 96 -o $P/smiling.png
 # a 2-D grid: No_Beard down, Eyeglasses across
 ccvae traverse $E/brown.png -m $M --label no_beard --label eyeglasses --steps 7 --size 96 -o $P/grid2d.png
 # conditional generation: glasses on, then a beard with one face's style
