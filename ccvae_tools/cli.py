@@ -120,6 +120,8 @@ def _split_list(text: Optional[str]) -> Optional[list[str]]:
 
   ccvae train labels.csv --labels smiling,glasses --epochs 30 --image-size 64
 
+  ccvae train data/avatars --init-from weights/avatars64.safetensors --epochs 3   (fine-tune)
+
   ccvae train --resume auto            (continue the newest interrupted run under runs/)
 
   torchrun --nproc-per-node 4 -m ccvae_tools train ~/data/celeba --preset paper --device cuda
