@@ -12,9 +12,10 @@ classifier:
     cycle loss   = - sum_{i in O_pi} log q(y_i(x_pi) | mu_c(x'))    with the encoder frozen
 
 The encoder's and the classifier's parameters are detached in the second pass, so only the decoder
-learns from it (the encoder cannot learn to read the labels from the decoder's artefacts). pi is a random permutation of
-the batch. The blur keeps the decoder from answering with pixel-level patterns that only the encoder
-reads (without it, a short fine-tuning drew speckles of colour around the mouth). Labels that are not observed for the donor image are left out. The reported bound is
+learns from it (the encoder cannot learn to read the labels from the decoder's artefacts). pi is a
+random permutation of the batch. The blur keeps the decoder from answering with pixel-level patterns
+that only the encoder reads (without it, a short fine-tuning drew speckles of colour around the
+mouth). Labels that are not observed for the donor image are left out. The reported bound is
 unchanged; the term is added to the training loss with weight gamma.
 """
 
