@@ -155,6 +155,9 @@ def train_cmd(
     style_adversary: Optional[float] = typer.Option(
         None, "--style-adversary", help="lambda: train z_s to hide the labels from an adversary that reads "
         "them from z_s (ours; default 0 = off)."),
+    style_decorrelate: Optional[float] = typer.Option(
+        None, "--style-decorrelate", help="lambda: penalise the share of each label that a linear read-out of "
+        "z_s explains in the batch (R^2; ours; default 0 = off)."),
     kl_warmup: Optional[float] = typer.Option(
         None, "--kl-warmup", help="Epochs over which the latent cost of the loss rises from 0 to 1 (ours; "
         "default 0 = off)."),
@@ -191,6 +194,7 @@ def train_cmd(
                     batch_size=batch_size, lr=lr, z_style=z_style, label_dim=label_dim, widths=widths, image_size=image_size,
                     crop=crop, uncertain=uncertain, likelihood_scale=likelihood_scale, draws=draws,
                     classifier_weight=classifier_weight, style_adversary=style_adversary,
+                    style_decorrelate=style_decorrelate,
                     kl_warmup=kl_warmup, swap_cycle=swap_cycle, init_from=init_from,
                     device=device, precision=precision, out=out, seed=seed, preset=preset,
                     eval_every=eval_every, preview_every=preview_every, max_steps=max_steps,

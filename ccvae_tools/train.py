@@ -48,6 +48,7 @@ class TrainOptions:
     draws: int = 100                   # K fresh draws for q^(y_O | x)
     classifier_weight: float = 100.0   # alpha on log q^(y_O|x) in the loss (ours; 0 = the paper)
     style_adversary: float = 0.0       # lambda of the style adversary on z_s (ours; 0 = none)
+    style_decorrelate: float = 0.0     # lambda of the R^2 penalty of the labels on z_s (ours; 0 = none)
     kl_warmup: float = 0.0             # epochs over which the latent cost rises from 0 to 1 (ours; 0 = none)
     swap_cycle: float = 0.0            # gamma of the swap cycle that teaches the decoder to draw z_c (ours)
     init_from: str | None = None       # weights file to start from (fine-tuning; the network's shape comes from it)
@@ -157,6 +158,8 @@ def _check(o: TrainOptions) -> None:
         raise UsageError("--style-adversary must be >= 0")
     if o.swap_cycle < 0:
         raise UsageError("--swap-cycle must be >= 0")
+    if o.style_decorrelate < 0:
+        raise UsageError("--style-decorrelate must be >= 0")
     if o.kl_warmup < 0:
         raise UsageError("--kl-warmup must be >= 0")
     for name in ("epochs", "batch_size", "draws"):
@@ -424,6 +427,7 @@ def train(opts: TrainOptions, resume: str | None = None, dry_run: bool = False,
     from ccvae_tools.data.report import make_report
     from ccvae_tools.adversary import StyleAdversary, adversary_loss, style_penalty
     from ccvae_tools.cycle import swap_cycle_loss
+    from ccvae_tools.decorrelate import decorrelation_penalty
     from ccvae_tools.model import CCVAE, ModelConfig, num_parameters
     from ccvae_tools.objective import training_loss
     from ccvae_tools.weights import build_metadata, save_model
@@ -596,6 +600,7 @@ def train(opts: TrainOptions, resume: str | None = None, dry_run: bool = False,
         log.start_epoch(epoch, n_steps, step_in_epoch)
         adv_losses: list[tuple[float, float]] = []   # this epoch: the adversary's loss, the style penalty
         cycle_losses: list[float] = []               # this epoch: the swap cycle's loss
+        r2_sums: list[float] = []                    # this epoch: sum_i R^2 of the labels on z_s
         while step_in_epoch < n_steps:
             s = step_in_epoch * per_rank * dist.world
             b = order[s: s + per_rank * dist.world][dist.rank::dist.world]
@@ -610,6 +615,10 @@ def train(opts: TrainOptions, resume: str | None = None, dry_run: bool = False,
                     penalty = style_penalty(getattr(adversary, "module", adversary), terms.mu_s, model.log_pi,
                                             observed)
                     loss = loss + opts.style_adversary * penalty
+            if opts.style_decorrelate > 0:
+                r2 = decorrelation_penalty(terms.mu_s.float(), y, observed, model.class_mask)
+                loss = loss + opts.style_decorrelate * r2
+                r2_sums.append(float(r2.detach()))
             if opts.swap_cycle > 0:
                 perm = torch.randperm(len(b), device=x.device)
                 with autocast():
@@ -660,6 +669,7 @@ def train(opts: TrainOptions, resume: str | None = None, dry_run: bool = False,
                     **({"adversary_loss": float(np.mean([a for a, _ in adv_losses])),
                         "style_penalty": float(np.mean([p for _, p in adv_losses]))} if adv_losses else {}),
                     **({"swap_cycle_loss": float(np.mean(cycle_losses))} if cycle_losses else {}),
+                    **({"style_r2": float(np.mean(r2_sums))} if r2_sums else {}),
                     **last_metrics}
             with open(run / "metrics.jsonl", "a") as f:
                 f.write(json.dumps(line) + "\n")

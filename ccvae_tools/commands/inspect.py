@@ -61,7 +61,7 @@ def _dict(v: Any) -> dict:
 
 TRAIN_KEYS = ("preset", "format", "image_size", "crop", "sup_frac", "sup_select", "batch_size", "lr",
               "z_style", "label_dim", "widths", "likelihood_scale", "draws", "classifier_weight", "style_adversary",
-              "kl_warmup", "swap_cycle", "init_from", "precision")
+              "style_decorrelate", "kl_warmup", "swap_cycle", "init_from", "precision")
 
 
 def model_card(path: Path) -> dict:
