@@ -165,6 +165,21 @@ def capture_scores(zc_train: Any, zs_train: Any, v_train: Sequence, zc_test: Any
     }
 
 
+CAPTURE_MARGIN = 0.05   # "clearly above": z_c^i's probe beats z_s's by at least this accuracy
+
+
+def capture_summary(capture: dict, margin: float = CAPTURE_MARGIN) -> dict:
+    """Counts over the labels of a `capture` block: where z_c^i predicts the variant better than z_s
+    by at least `margin` (clearly), at all, and where z_s does better by the margin; and the means."""
+    entries = [e for e in capture.values() if e.get("z_c") is not None and e.get("z_s") is not None]
+    diff = [e["z_c"] - e["z_s"] for e in entries]
+    return {"labels": len(entries), "margin": margin,
+            "z_c_clearly_above": sum(d >= margin - 1e-9 for d in diff), "z_c_above": sum(d > 0 for d in diff),
+            "z_s_clearly_above": sum(d <= -margin + 1e-9 for d in diff),
+            "mean_z_c": float(np.mean([e["z_c"] for e in entries])) if entries else float("nan"),
+            "mean_z_s": float(np.mean([e["z_s"] for e in entries])) if entries else float("nan")}
+
+
 def coarse_variants(values: Sequence) -> np.ndarray | None:
     """'style/#colour' values -> their style part, when every value has that form; else None."""
     vals = [str(v) for v in values]
@@ -483,6 +498,7 @@ def evaluate_model(m, data: Decoded, *, split: int = TEST, judge=None, truth: Gr
                 entry["coarse"] = {"variant": f"{truth.columns[lab.name]} (before '/')", **coarse}
             capture[lab.name] = entry
         metrics["capture"] = capture
+        metrics["capture_summary"] = capture_summary(capture)
         if skipped:
             details["capture_skipped"] = skipped
     timings["capture"] = time.perf_counter() - t1

@@ -81,6 +81,14 @@ def test_capture_perfect_code_and_random_style():
     assert s["variants"] == 5 and s["train"] == 400 and s["test"] == 200
 
 
+def test_capture_summary_counts_clear_wins_by_the_margin():
+    cap = {"a": {"z_c": 0.60, "z_s": 0.40}, "b": {"z_c": 0.52, "z_s": 0.50}, "c": {"z_c": 0.30, "z_s": 0.45},
+           "d": {"z_c": 0.50, "z_s": 0.45}, "e": {"z_c": None, "z_s": 0.2}}
+    s = ev.capture_summary(cap, margin=0.05)
+    assert s["labels"] == 4 and s["z_c_clearly_above"] == 2 and s["z_c_above"] == 3 and s["z_s_clearly_above"] == 1
+    assert s["mean_z_c"] == pytest.approx(0.48) and s["mean_z_s"] == pytest.approx(0.45)
+
+
 def test_capture_edge_cases():
     # one train variant: always guessed; unseen test variants count as errors
     assert ev.capture_accuracy(np.zeros((3, 1)), ["a"] * 3, np.zeros((2, 1)), ["a", "b"]) == 0.5
@@ -307,6 +315,7 @@ def test_eval_cli_end_to_end(avatar_dir_200, avatar_model, judge200, judge_dir, 
     assert mt["capture"]["No_Beard"]["class"] == "0"
     for e in mt["capture"].values():
         assert all(_in_unit(e[k]) for k in ("z_c", "z_s", "chance"))
+    assert mt["capture_summary"] == ev.capture_summary(mt["capture"])
     assert set(mt["judge"]["accuracy"]) == set(names)
     assert mt["judge"]["mean_accuracy"] > 0.6
     for block in ("success", "leakage"):

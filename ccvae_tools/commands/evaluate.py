@@ -213,6 +213,11 @@ def render_report(report: dict) -> list:
                            _f(v.get("chance")))
         out.append(Text("characteristic capture: the within-label variant predicted from z_c^i, from z_s, by chance"))
         out.append(ct)
+        cs = mt.get("capture_summary")
+        if cs:
+            out.append(Text(f"z_c^i above z_s by at least {cs['margin']:.2f} for {cs['z_c_clearly_above']} of "
+                            f"{cs['labels']} labels (above at all: {cs['z_c_above']}); z_s above z_c^i by as much: "
+                            f"{cs['z_s_clearly_above']}"))
     skipped = (report.get("details") or {}).get("capture_skipped")
     if skipped:
         out.append(Text("capture skipped: " + "; ".join(f"{k}: {v}" for k, v in skipped.items())))

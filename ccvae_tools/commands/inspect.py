@@ -203,7 +203,11 @@ def render_card(card: dict) -> str:
             if isinstance(e.get("mean_success"), (int, float)):
                 judged.append(f"{name}: success {e['mean_success']:.3f}, leakage {e.get('mean_leakage', float('nan')):.3f}")
         capture = _dict(metrics.get("capture"))
-        if capture:
+        summary = _dict(metrics.get("capture_summary"))
+        if summary.get("labels"):
+            judged.append(f"capture: z_c above z_s by >= {summary.get('margin', 0):.2f} for "
+                          f"{summary.get('z_c_clearly_above')} of {summary['labels']} labels")
+        elif capture:
             wins = sum(1 for c in capture.values() if isinstance(c, dict) and c.get("z_c", 0) > c.get("z_s", 0))
             judged.append(f"capture: z_c above z_s for {wins} of {len(capture)} labels")
         if judged:
