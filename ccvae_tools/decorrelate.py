@@ -17,6 +17,9 @@ loss gains lambda * sum_i R^2_i; the reported bound is unchanged. z_s is the pos
 
 On a batch of B examples, a code that knows nothing of the labels still scores about d_s / B per
 label (the regression fits noise); the penalty's gradient on that part averages out across batches.
+A label observed in fewer than 2 d_s examples of the batch (or MIN_OBSERVED) is left out of that
+batch: with about as many rows as dimensions a regression explains anything, and R^2 near 1 would
+only push noise (with 27 style dimensions, batches of 64 with a fifth of the labels observed).
 """
 
 from __future__ import annotations
@@ -24,13 +27,13 @@ from __future__ import annotations
 import torch
 
 RIDGE = 0.05          # r as a share of the mean variance of the code's dimensions
-MIN_OBSERVED = 8      # a label observed in fewer examples of the batch is left out
+MIN_OBSERVED = 8      # a label observed in fewer examples of the batch (or 2 d_s) is left out
 
 
 def style_label_r2(z_s: torch.Tensor, y: torch.Tensor, observed: torch.Tensor,
                    class_mask: torch.Tensor) -> torch.Tensor:
     """Per-label R^2 of the labels regressed on z_s within the batch, (L,); 0 where a label is left
-    out (observed in fewer than MIN_OBSERVED examples, or constant there).
+    out (observed in fewer than min_rows(d_s) examples, or constant there).
 
     z_s (B, d_s); y (B, L) long; observed (B, L) bool; class_mask (L, K_max) bool (the valid classes).
     """
@@ -43,7 +46,7 @@ def style_label_r2(z_s: torch.Tensor, y: torch.Tensor, observed: torch.Tensor,
     for i in range(y.shape[1]):
         ob = observed[:, i]
         r2 = z.new_zeros(())
-        if int(ob.sum()) >= MIN_OBSERVED:
+        if int(ob.sum()) >= min_rows(z.shape[1]):
             classes = torch.nonzero(class_mask[i]).flatten()
             if len(classes) == 2:
                 classes = classes[1:]            # a binary label: both indicators give the same R^2
@@ -61,6 +64,11 @@ def style_label_r2(z_s: torch.Tensor, y: torch.Tensor, observed: torch.Tensor,
                 r2 = torch.stack(parts).mean()
         out.append(r2)
     return torch.stack(out)
+
+
+def min_rows(style_dims: int) -> int:
+    """The fewest examples with a label observed for the label to count in a batch."""
+    return max(MIN_OBSERVED, 2 * style_dims)
 
 
 def decorrelation_penalty(z_s: torch.Tensor, y: torch.Tensor, observed: torch.Tensor,

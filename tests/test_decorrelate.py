@@ -68,8 +68,11 @@ def test_unobserved_labels_are_left_out():
     sub = style_label_r2(z[:100] - z.mean(0), y[:100], torch.ones(100, 2, dtype=torch.bool), mask)
     assert a[0].item() == pytest.approx(sub[0].item(), rel=0.1)   # same label, the observed rows only
     few = torch.zeros_like(observed)
-    few[: decorrelate.MIN_OBSERVED - 1] = True
+    assert decorrelate.min_rows(6) == 12 and decorrelate.min_rows(2) == decorrelate.MIN_OBSERVED
+    few[: decorrelate.min_rows(6) - 1] = True        # fewer rows than 2 d_s: a fit would explain noise
     assert torch.equal(style_label_r2(z, y, few, mask), torch.zeros(2, dtype=z.dtype))
+    few[: decorrelate.min_rows(6)] = True
+    assert (style_label_r2(z, y, few, mask) > 0).all()
 
 
 def test_gradient_lowers_the_penalty():
