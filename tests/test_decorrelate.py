@@ -101,3 +101,9 @@ def test_training_uses_logs_and_records_it(avatar_dir_200, tmp_path):
     from safetensors.torch import load_file
     a, b = load_file(base / "model.safetensors"), load_file(with_it / "model.safetensors")
     assert not all(torch.equal(a[k], b[k]) for k in a)      # the penalty changed the training
+
+
+def test_batches_too_small_for_the_penalty_are_announced(avatar_dir_200, tmp_path, capsys):
+    train(opts_for(avatar_dir_200, tmp_path, epochs=1, preview_every=0, max_steps=1, batch_size=6,
+                   style_decorrelate=1.0))
+    assert "never acts" in capsys.readouterr().err
