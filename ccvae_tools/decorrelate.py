@@ -20,6 +20,8 @@ label (the regression fits noise); the penalty's gradient on that part averages 
 A label observed in fewer than 2 d_s examples of the batch (or MIN_OBSERVED) is left out of that
 batch: with about as many rows as dimensions a regression explains anything, and R^2 near 1 would
 only push noise (with 27 style dimensions, batches of 64 with a fifth of the labels observed).
+Under torchrun the processes pool their shares of the batch (gather_batch), so the penalty sees the
+whole batch whatever the number of processes.
 """
 
 from __future__ import annotations
@@ -64,6 +66,33 @@ def style_label_r2(z_s: torch.Tensor, y: torch.Tensor, observed: torch.Tensor,
                 r2 = torch.stack(parts).mean()
         out.append(r2)
     return torch.stack(out)
+
+
+def gather_batch(z_s: torch.Tensor, y: torch.Tensor, observed: torch.Tensor):
+    """Under torch.distributed: every process's batch, concatenated in rank order, so that the penalty
+    sees the whole batch. Only this process's rows keep their gradient; DistributedDataParallel then
+    averages the gradients over the W processes, so the caller multiplies the penalty by W to get the
+    gradient of the whole batch's penalty. Shares of different sizes are padded for the exchange."""
+    import torch.distributed as td
+
+    world, rank = td.get_world_size(), td.get_rank()
+    n = torch.tensor([z_s.shape[0]], device=z_s.device)
+    sizes = [torch.zeros_like(n) for _ in range(world)]
+    td.all_gather(sizes, n)
+    sizes = [int(s.item()) for s in sizes]
+    most = max(sizes)
+
+    def exchange(t: torch.Tensor) -> list[torch.Tensor]:
+        padded = torch.cat([t, t.new_zeros((most - t.shape[0],) + tuple(t.shape[1:]))])
+        parts = [torch.empty_like(padded) for _ in range(world)]
+        td.all_gather(parts, padded.contiguous())
+        return [p[:k] for p, k in zip(parts, sizes)]
+
+    zs = exchange(z_s.detach())
+    zs[rank] = z_s
+    ys = exchange(y)
+    obs = [o.bool() for o in exchange(observed.to(torch.uint8))]
+    return torch.cat(zs), torch.cat(ys), torch.cat(obs)
 
 
 def min_rows(style_dims: int) -> int:

@@ -427,7 +427,7 @@ def train(opts: TrainOptions, resume: str | None = None, dry_run: bool = False,
     from ccvae_tools.data.report import make_report
     from ccvae_tools.adversary import StyleAdversary, adversary_loss, style_penalty
     from ccvae_tools.cycle import swap_cycle_loss
-    from ccvae_tools.decorrelate import decorrelation_penalty, min_rows
+    from ccvae_tools.decorrelate import decorrelation_penalty, gather_batch, min_rows
     from ccvae_tools.model import CCVAE, ModelConfig, num_parameters
     from ccvae_tools.objective import training_loss
     from ccvae_tools.weights import build_metadata, save_model
@@ -588,10 +588,10 @@ def train(opts: TrainOptions, resume: str | None = None, dry_run: bool = False,
              f"{cfg.z_style} style; device {device}, precision {opts.precision}"
              f"{', data on device' if on_device else ''}; {n_labelled:,} of {len(train_idx):,} train "
              f"images labelled")
-        if opts.style_decorrelate > 0 and per_rank < min_rows(cfg.z_style):
+        if opts.style_decorrelate > 0 and per_rank * dist.world < min_rows(cfg.z_style):
             warn(f"--style-decorrelate counts a label only in batches of at least {min_rows(cfg.z_style)} "
-                 f"examples with it observed (2 x the style size, per process); this run's batches are {per_rank} "
-                 f"per process, so the penalty never acts: raise --batch-size")
+                 f"examples with it observed (2 x the style size); this run's batches are "
+                 f"{per_rank * dist.world}, so the penalty never acts: raise --batch-size")
     log = _ProgressLog(opts, dist.main)
     last_ckpt = time.monotonic()
     stop = False
@@ -620,8 +620,11 @@ def train(opts: TrainOptions, resume: str | None = None, dry_run: bool = False,
                                             observed)
                     loss = loss + opts.style_adversary * penalty
             if opts.style_decorrelate > 0:
-                r2 = decorrelation_penalty(terms.mu_s.float(), y, observed, model.class_mask)
-                loss = loss + opts.style_decorrelate * r2
+                zs, ys, obs = terms.mu_s.float(), y, observed
+                if dist.world > 1:       # the whole batch; x world: DDP averages the gradients
+                    zs, ys, obs = gather_batch(zs, ys, obs)
+                r2 = decorrelation_penalty(zs, ys, obs, model.class_mask)
+                loss = loss + opts.style_decorrelate * dist.world * r2
                 r2_sums.append(float(r2.detach()))
             if opts.swap_cycle > 0:
                 perm = torch.randperm(len(b), device=x.device)

@@ -202,7 +202,8 @@ def test_torchrun_two_processes_on_the_cpu(avatar_dir_200, tmp_path):
             "--batch-size", "32", "--draws", "8", "--z-style", "4", "--preview-every", "0", "--workers", "1",
             "--device", "cpu", "--out", str(tmp_path / "runs"), "--cache-dir", str(tmp_path / "cache"),
             "--style-adversary", "1",             # the adversary is wrapped in DDP too
-            "--swap-cycle", "1"]                  # the cycle uses the model outside DDP's forward
+            "--swap-cycle", "1",                  # the cycle uses the model outside DDP's forward
+            "--style-decorrelate", "1"]           # the processes pool z_s for the penalty
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     res = subprocess.run(args, capture_output=True, text=True, env=env, timeout=300)
     assert res.returncode == 0, res.stderr[-3000:]
@@ -213,6 +214,7 @@ def test_torchrun_two_processes_on_the_cpu(avatar_dir_200, tmp_path):
     lines = (runs[0] / "metrics.jsonl").read_text().splitlines()
     assert len(lines) == 1 and json.loads(lines[0])["adversary_loss"] > 0
     assert json.loads(lines[0])["swap_cycle_loss"] > 0
+    assert json.loads(lines[0])["style_r2"] > 0
 
 
 def test_precision_options_on_the_cpu(avatar_dir_200, tmp_path):
