@@ -109,16 +109,21 @@ def test_batches_too_small_for_the_penalty_are_announced(avatar_dir_200, tmp_pat
     assert "never acts" in capsys.readouterr().err
 
 
+def _pooled_case():
+    """64 codes of 6 dimensions, two binary labels, the first written into the code."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(64, 6, generator=g, dtype=torch.float64)
+    y = torch.randint(0, 2, (64, 2), generator=g)
+    x[:, 0] += 2.0 * y[:, 0]
+    return x, y, torch.ones(2, 2, dtype=torch.bool)
+
+
 def _two_process_gradient(rank: int, world: int, init: str, out: str) -> None:
     import torch.distributed as td
     from ccvae_tools.decorrelate import gather_batch
 
     td.init_process_group("gloo", init_method=init, rank=rank, world_size=world)
-    g = torch.Generator().manual_seed(0)
-    x = torch.randn(64, 6, generator=g, dtype=torch.float64)
-    y = torch.randint(0, 2, (64, 2), generator=g)
-    x[:, 0] += 2.0 * y[:, 0]
-    mask = torch.tensor([[True, True], [True, True]])
+    x, y, mask = _pooled_case()
     weight = torch.eye(6, dtype=torch.float64).requires_grad_(True)   # a parameter both processes share
     rows = slice(0, 30) if rank == 0 else slice(30, 64)             # unequal shares
     z, yy, ob = gather_batch(x[rows] @ weight, y[rows], torch.ones(64, 2, dtype=torch.bool)[rows])
@@ -138,12 +143,8 @@ def test_processes_pool_the_batch_and_get_the_whole_batch_gradient(tmp_path):
     out = tmp_path / "grad.pt"
     mp.spawn(_two_process_gradient, args=(2, f"file://{tmp_path / 'rendezvous'}", str(out)), nprocs=2)
     got = torch.load(out, weights_only=True)
-    g = torch.Generator().manual_seed(0)
-    x = torch.randn(64, 6, generator=g, dtype=torch.float64)
-    y = torch.randint(0, 2, (64, 2), generator=g)
-    x[:, 0] += 2.0 * y[:, 0]
+    x, y, mask = _pooled_case()
     assert torch.equal(got["y"], y) and torch.allclose(got["z"], x)
     weight = torch.eye(6, dtype=torch.float64).requires_grad_(True)
-    decorrelation_penalty(x @ weight, y, torch.ones(64, 2, dtype=torch.bool),
-                          torch.tensor([[True, True], [True, True]])).backward()
+    decorrelation_penalty(x @ weight, y, torch.ones(64, 2, dtype=torch.bool), mask).backward()
     assert torch.allclose(got["grad"], weight.grad, atol=1e-10)
