@@ -35,8 +35,8 @@ def make_model(path: Path) -> None:
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from ccvae_tools.data.base import Label, Preprocess
-    from ccvae_tools.model import CCVAE, ModelConfig
-    from ccvae_tools.weights import build_metadata, save_model
+    from ccvae_tools.model.network import CCVAE, ModelConfig
+    from ccvae_tools.model.weights import build_metadata, save_model
 
     names = ["Smiling", "Mouth_Slightly_Open", "Eyeglasses", "Wearing_Hat", "Bald", "Black_Hair", "Blond_Hair",
              "Brown_Hair", "Gray_Hair", "No_Beard", "Pale_Skin"]

@@ -7,9 +7,9 @@ linear probes of `ccvae eval` are not fooled): each label read from z_s, and eac
 DATA: a `ccvae data avatars` folder. Codes of 5,000 train and the first 1,000 test images."""
 import sys, numpy as np, torch
 from pathlib import Path
-from ccvae_tools.api import load
-from ccvae_tools.commands.evaluate import open_eval_data
-from ccvae_tools.evaluate import (fit_softmax_regression, load_ground_truth, capture_class, coarse_variants,
+from ccvae_tools.model.api import load
+from ccvae_tools.cli.evaluate import open_eval_data
+from ccvae_tools.evaluation.evaluate import (fit_softmax_regression, load_ground_truth, capture_class, coarse_variants,
                                   chance_level)
 from ccvae_tools.data.base import TRAIN, TEST
 

@@ -26,8 +26,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ccvae_tools.data.base import Label  # noqa: E402
-from ccvae_tools.model import CCVAE, ModelConfig  # noqa: E402
-from ccvae_tools.objective import ccvae_loss  # noqa: E402
+from ccvae_tools.model.network import CCVAE, ModelConfig  # noqa: E402
+from ccvae_tools.objective.bound import ccvae_loss  # noqa: E402
 
 PAPER_LABELS = ["Arched_Eyebrows", "Bags_Under_Eyes", "Bangs", "Black_Hair", "Blond_Hair", "Brown_Hair",
                 "Bushy_Eyebrows", "Chubby", "Eyeglasses", "Heavy_Makeup", "Male", "No_Beard", "Pale_Skin",
@@ -105,7 +105,7 @@ class DecodeEveryEpoch(torch.utils.data.Dataset):
 def epoch_table(n: int, epochs: int) -> list[tuple[str, float]]:
     from ccvae_tools.data.cache import load_decoded
     from ccvae_tools.data.readers import open_catalog
-    from ccvae_tools.train import resolve_options, train
+    from ccvae_tools.training.loop import resolve_options, train
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:

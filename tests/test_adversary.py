@@ -9,11 +9,11 @@ import math
 import torch
 from safetensors.torch import load_file
 
-from ccvae_tools.adversary import StyleAdversary, adversary_loss, style_penalty
-from ccvae_tools.model import CCVAE, ModelConfig
+from ccvae_tools.objective.adversary import StyleAdversary, adversary_loss, style_penalty
+from ccvae_tools.model.network import CCVAE, ModelConfig
 from ccvae_tools.data.base import Label
 from tests.test_train import opts_for
-from ccvae_tools.train import train
+from ccvae_tools.training.loop import train
 
 
 def _mask(*classes: int) -> torch.Tensor:

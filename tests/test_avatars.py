@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 
 from ccvae_tools.data import avatars as A
-from ccvae_tools.errors import DataError, UsageError
+from ccvae_tools.util.errors import DataError, UsageError
 
 
 def read_attr(root: Path) -> tuple[list[str], list[str], np.ndarray]:

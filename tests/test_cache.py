@@ -13,8 +13,8 @@ from PIL import Image
 
 from ccvae_tools.data import cache
 from ccvae_tools.data.base import Catalog, Label, Preprocess
-from ccvae_tools.errors import DataError, UsageError
-from ccvae_tools.images import load_image
+from ccvae_tools.util.errors import DataError, UsageError
+from ccvae_tools.data.images import load_image
 
 PRE = Preprocess(size=16, channels=3)
 

@@ -1,4 +1,4 @@
-"""ccvae_tools.cli_io: labels, assignments, model paths, inputs, outputs (no model run here)."""
+"""ccvae_tools.cli.io: labels, assignments, model paths, inputs, outputs (no model run here)."""
 
 from __future__ import annotations
 
@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ccvae_tools import cli_io
+from ccvae_tools.cli import io as cli_io
 from ccvae_tools.data.base import Label, Preprocess
-from ccvae_tools.errors import CcvaeError, DataError, UsageError, WeightsError
+from ccvae_tools.util.errors import CcvaeError, DataError, UsageError, WeightsError
 
 NAMES = ["Smiling", "Eyeglasses", "Blond_Hair"]
 LABELS = [Label("Smiling"), Label("Eyeglasses"), Label("Blond_Hair"),
@@ -101,9 +101,9 @@ def test_parse_assignment_errors(text, needle):
 def no_default(monkeypatch, tmp_path):
     """No CCVAE_MODEL and no shipped default anywhere (package and prefixes moved to tmp)."""
     monkeypatch.delenv("CCVAE_MODEL", raising=False)
-    fake_pkg = tmp_path / "checkout" / "ccvae_tools"
+    fake_pkg = tmp_path / "checkout" / "ccvae_tools" / "cli"
     fake_pkg.mkdir(parents=True)
-    monkeypatch.setattr(cli_io, "__file__", str(fake_pkg / "cli_io.py"))
+    monkeypatch.setattr(cli_io, "__file__", str(fake_pkg / "io.py"))
     monkeypatch.setattr(sys, "prefix", str(tmp_path / "prefix"))
     import site
     import sysconfig
@@ -185,15 +185,17 @@ def test_run_folder_stands_for_its_model(tmp_path):
         cli_io.resolve_model_path(str(other))
 
 
-def test_resolve_device(monkeypatch):
+def test_check_device_name(monkeypatch):
+    from ccvae_tools.util.device import check_device_name
+
     monkeypatch.delenv("CCVAE_DEVICE", raising=False)
-    assert cli_io.resolve_device(None) == "auto"
+    assert check_device_name(None) == "auto"
     monkeypatch.setenv("CCVAE_DEVICE", "cpu")
-    assert cli_io.resolve_device(None) == "cpu"
-    assert cli_io.resolve_device("CUDA") == "cuda"
-    assert cli_io.resolve_device("cuda:1") == "cuda:1"
+    assert check_device_name(None) == "cpu"
+    assert check_device_name("CUDA") == "cuda"
+    assert check_device_name("cuda:1") == "cuda:1"
     with pytest.raises(UsageError, match="auto, cpu, cuda, mps"):
-        cli_io.resolve_device("tpu")
+        check_device_name("tpu")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -493,7 +495,7 @@ def test_many_warnings_are_summarised(tmp_path, capsys):
 def test_cli_io_imports_nothing_heavy():
     import subprocess
 
-    code = ("import sys, ccvae_tools.cli_io; "
+    code = ("import sys, ccvae_tools.cli.io; "
             "print(sorted(m for m in ('torch', 'numpy', 'PIL') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

@@ -7,12 +7,12 @@ import json
 import pytest
 import torch
 
-from ccvae_tools.cycle import swap_cycle_loss
+from ccvae_tools.objective.cycle import swap_cycle_loss
 from ccvae_tools.data.base import Label
-from ccvae_tools.errors import UsageError
-from ccvae_tools.model import CCVAE, ModelConfig
-from ccvae_tools.train import train
-from ccvae_tools.weights import load_model
+from ccvae_tools.util.errors import UsageError
+from ccvae_tools.model.network import CCVAE, ModelConfig
+from ccvae_tools.training.loop import train
+from ccvae_tools.model.weights import load_model
 
 from test_train import opts_for
 

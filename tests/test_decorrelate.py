@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 import torch
 
-from ccvae_tools import decorrelate
-from ccvae_tools.decorrelate import decorrelation_penalty, style_label_r2
-from ccvae_tools.errors import UsageError
-from ccvae_tools.train import resolve_options, train
-from ccvae_tools.weights import read_metadata
+from ccvae_tools.objective import decorrelate
+from ccvae_tools.objective.decorrelate import decorrelation_penalty, style_label_r2
+from ccvae_tools.util.errors import UsageError
+from ccvae_tools.training.loop import resolve_options, train
+from ccvae_tools.model.weights import read_metadata
 from tests.test_train import opts_for
 
 
@@ -120,7 +120,7 @@ def _pooled_case():
 
 def _two_process_gradient(rank: int, world: int, init: str, out: str) -> None:
     import torch.distributed as td
-    from ccvae_tools.decorrelate import gather_batch
+    from ccvae_tools.objective.decorrelate import gather_batch
 
     td.init_process_group("gloo", init_method=init, rank=rank, world_size=world)
     x, y, mask = _pooled_case()

@@ -28,7 +28,7 @@ def test_default_model_card_and_labels():
                        env={k: v for k, v in os.environ.items() if k != "CCVAE_MODEL"})
     assert r.returncode == 0, r.stderr
     assert r.stdout.split()[:3] == ["Smiling", "Mouth_Slightly_Open", "Eyeglasses"]
-    from ccvae_tools.weights import read_metadata
+    from ccvae_tools.model.weights import read_metadata
 
     meta = read_metadata(ROOT / "weights/avatars64.safetensors")
     assert "Pablo Stanley" in meta["modelspec.license"]

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 
-from ccvae_tools import evaluate as ev
+from ccvae_tools.evaluation import evaluate as ev
 from cli_run import run_cli
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -187,8 +187,8 @@ def judge_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def judge200(decoded200, judge_dir):
     """Trained once; saved where `ccvae eval --judge judge_dir` looks, so the command reuses it."""
-    from ccvae_tools.commands.evaluate import judge_path
-    from ccvae_tools.judge import data_fingerprint, load_or_train_judge
+    from ccvae_tools.cli.evaluate import judge_path
+    from ccvae_tools.evaluation.judge import data_fingerprint, load_or_train_judge
 
     path = judge_path(str(judge_dir), Path("unused.safetensors"), decoded200.name, 32, data_fingerprint(decoded200))
     return load_or_train_judge(path, decoded200)
@@ -196,7 +196,7 @@ def judge200(decoded200, judge_dir):
 
 def test_judge_learns_easy_labels(decoded200, judge200):
     from ccvae_tools.data.base import TEST, TRAIN
-    from ccvae_tools.train import majority_classes
+    from ccvae_tools.evaluation.metrics import majority_classes
 
     assert judge200.trained and judge200.path.suffix == ".safetensors"
     tr, te = decoded200.indices(TRAIN), decoded200.indices(TEST)
@@ -215,7 +215,7 @@ def test_judge_is_reused_and_retrained_on_mismatch(decoded200, judge200, tmp_pat
     import dataclasses
     import shutil
 
-    from ccvae_tools.judge import data_fingerprint, judge_matches, load_or_train_judge, read_judge_meta
+    from ccvae_tools.evaluation.judge import data_fingerprint, judge_matches, load_or_train_judge, read_judge_meta
 
     path = tmp_path / "j.safetensors"
     shutil.copy(judge200.path, path)
@@ -245,7 +245,7 @@ def test_judge_is_reused_and_retrained_on_mismatch(decoded200, judge200, tmp_pat
 
 def test_judge_multiclass_and_missing_labels():
     from ccvae_tools.data.base import Label
-    from ccvae_tools.judge import train_judge
+    from ccvae_tools.evaluation.judge import train_judge
 
     rng = np.random.default_rng(4)
     images = rng.integers(0, 256, (24, 1, 16, 16), dtype=np.uint8)
@@ -266,7 +266,7 @@ def test_judge_multiclass_and_missing_labels():
 @pytest.fixture(scope="module")
 def avatar_model(avatar_dir_200, tmp_path_factory) -> Path:
     """A 32 px model with the avatar labels, trained for one epoch (a few seconds)."""
-    from ccvae_tools.train import resolve_options, train
+    from ccvae_tools.training.loop import resolve_options, train
 
     out = tmp_path_factory.mktemp("evalruns")
     run = train(resolve_options(dict(data=str(avatar_dir_200), image_size=32, epochs=1, batch_size=64,
@@ -291,7 +291,7 @@ def _in_unit(x) -> bool:
 def test_eval_cli_end_to_end(avatar_dir_200, avatar_model, judge200, judge_dir, capsys):
     from safetensors.torch import load_file
 
-    from ccvae_tools.weights import read_header
+    from ccvae_tools.model.weights import read_header
 
     tensors_before = load_file(str(avatar_model))
     meta_before = read_header(avatar_model)["metadata"]
@@ -375,8 +375,8 @@ def test_eval_refuses_to_overwrite_a_model_with_the_judge(avatar_dir_200, avatar
 
 def test_eval_label_mismatch_names_the_labels(avatar_dir_200, tmp_path, capsys):
     from ccvae_tools.data.base import Label, Preprocess
-    from ccvae_tools.model import CCVAE, ModelConfig
-    from ccvae_tools.weights import build_metadata, save_model
+    from ccvae_tools.model.network import CCVAE, ModelConfig
+    from ccvae_tools.model.weights import build_metadata, save_model
 
     cfg = ModelConfig(image_size=32, channels=3, labels=[Label("Smiling"), Label("Wavy_Hair")], z_style=2,
                       widths=(8, 8, 8), hidden=16)

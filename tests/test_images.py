@@ -13,8 +13,8 @@ import pytest
 from PIL import Image
 
 from ccvae_tools.data.base import Preprocess
-from ccvae_tools.errors import CcvaeError, DataError
-from ccvae_tools.images import load_image, save_image_atomic, to_pil
+from ccvae_tools.util.errors import CcvaeError, DataError
+from ccvae_tools.data.images import load_image, save_image_atomic, to_pil
 
 RGB64 = Preprocess(size=64, channels=3)
 GRAY64 = Preprocess(size=64, channels=1)

@@ -169,7 +169,7 @@ def test_info_shows_metrics_and_training(tmp_path, capsys):
     import torch
     from safetensors.torch import load_file, save_file
 
-    from ccvae_tools.weights import read_header
+    from ccvae_tools.model.weights import read_header
 
     src = make_tiny_weights(tmp_path / "t.safetensors")
     meta = read_header(src)["metadata"]
@@ -298,8 +298,8 @@ def test_classify_multiclass_json(tmp_path, images, capsys):
     import torch
 
     from ccvae_tools.data.base import Label, Preprocess
-    from ccvae_tools.model import CCVAE, ModelConfig
-    from ccvae_tools.weights import build_metadata, save_model
+    from ccvae_tools.model.network import CCVAE, ModelConfig
+    from ccvae_tools.model.weights import build_metadata, save_model
 
     torch.manual_seed(0)
     cfg = ModelConfig(image_size=32, channels=3, labels=[Label("Smiling"), Label("Hair", ("black", "blond", "red"))],
@@ -466,7 +466,7 @@ def test_odd_images_work(weights, images, capsys, tmp_path, key):
 
 def test_exif_rotation_is_applied(weights, images):
     from ccvae_tools.data.base import Preprocess
-    from ccvae_tools.images import load_image
+    from ccvae_tools.data.images import load_image
 
     pre = Preprocess(32, 3, "squash", None)
     arr = load_image(images["exif"], pre)
@@ -478,7 +478,7 @@ def test_exif_rotation_is_applied(weights, images):
 
 
 def test_animated_gif_uses_first_frame(weights, images, capsys):
-    from ccvae_tools.cli_io import read_inputs
+    from ccvae_tools.cli.io import read_inputs
     from ccvae_tools.data.base import Preprocess
 
     pre = Preprocess(32, 3, "center", None)
@@ -504,7 +504,7 @@ def test_rgb_to_gray_model(gray_weights, images, capsys, tmp_path):
 def _rewrite_metadata(src: Path, dst: Path, change) -> Path:
     from safetensors.torch import load_file, save_file
 
-    from ccvae_tools.weights import read_header
+    from ccvae_tools.model.weights import read_header
 
     meta = dict(read_header(src)["metadata"])
     change(meta)
@@ -570,7 +570,7 @@ def test_unknown_model_path(tmp_path, images, capsys, command):
 
 
 def test_no_default_weights_message(images, capsys, monkeypatch, tmp_path):
-    from ccvae_tools import cli_io
+    from ccvae_tools.cli import io as cli_io
 
     monkeypatch.setattr(cli_io, "default_model_candidates", lambda: [tmp_path / "none.safetensors"])
     code, _, err = run_cli(["labels"], capsys)

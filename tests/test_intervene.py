@@ -12,8 +12,8 @@ import pytest
 import torch
 from PIL import Image
 
-from ccvae_tools.api import load
-from ccvae_tools.images import load_image
+from ccvae_tools.model.api import load
+from ccvae_tools.data.images import load_image
 from ccvae_tools.interventions import swap, traverse
 from tiny_model import make_tiny_weights
 

@@ -8,7 +8,7 @@ import torch
 from ccvae_tools.data.base import Label
 from ccvae_tools.interventions import (conditional_sample, edit, interpolate, loop_path, swap, traversal_path,
                                        traverse, traverse_grid)
-from ccvae_tools.model import CCVAE, ModelConfig
+from ccvae_tools.model.network import CCVAE, ModelConfig
 
 
 @pytest.fixture()

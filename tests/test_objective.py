@@ -9,8 +9,8 @@ import torch
 from torch.distributions import Categorical, Laplace, Normal
 
 from ccvae_tools.data.base import Label
-from ccvae_tools.model import CCVAE, ModelConfig
-from ccvae_tools.objective import ccvae_bound, ccvae_loss
+from ccvae_tools.model.network import CCVAE, ModelConfig
+from ccvae_tools.objective.bound import ccvae_bound, ccvae_loss
 
 LABELS = [Label("smiling"), Label("glasses"), Label("hair", ("black", "blond", "brown"))]
 
@@ -228,7 +228,7 @@ def test_mixed_batch_rows_match_rows_alone():
 def test_stopped_w_cancels_the_classifier_gradient_of_labelled_examples_and_alpha_restores_it():
     """Why --classifier-weight exists: with w's gradient stopped, the classifier terms of the bound
     give q(y|z_c) no gradient in expectation on labelled data; alpha * log q^(y|x) gives a steady one."""
-    from ccvae_tools.objective import training_loss
+    from ccvae_tools.objective.bound import training_loss
 
     m = tiny_model(dims=(1, 1, 1)).float()
     x, y = batch(n=8)
@@ -253,7 +253,7 @@ def test_stopped_w_cancels_the_classifier_gradient_of_labelled_examples_and_alph
 
 def test_kl_weight_scales_only_the_latent_part_of_F():
     """--kl-warmup: beta = 1 is the loss of the bound; beta < 1 scales everything in F but log p(x|z)."""
-    from ccvae_tools.objective import training_loss
+    from ccvae_tools.objective.bound import training_loss
 
     m = tiny_model(dims=(1, 1, 1)).float()
     x, y = batch(n=6)

@@ -15,9 +15,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from ccvae_tools.errors import TrainingError, UsageError
-from ccvae_tools.train import TrainOptions, epoch_order, labelled_mask, resolve_options, train
-from ccvae_tools.weights import load_model, read_metadata
+from ccvae_tools.util.errors import TrainingError, UsageError
+from ccvae_tools.training.loop import TrainOptions, epoch_order, labelled_mask, resolve_options, train
+from ccvae_tools.model.weights import load_model, read_metadata
 
 TINY = dict(image_size=32, epochs=2, batch_size=32, draws=8, lr=1e-3, z_style=4, preview_every=1,
             workers=1, device="cpu")
@@ -46,7 +46,7 @@ def test_options_resolve_defaults_then_preset_then_explicit():
 
 
 def test_widths_option_is_checked_against_the_image_size():
-    from ccvae_tools.train import parse_widths
+    from ccvae_tools.training.loop import parse_widths
     assert parse_widths("", 64) == () and parse_widths("64, 64,64,128", 64) == (64, 64, 64, 128)
     with pytest.raises(UsageError, match="needs 4 numbers at 64 px"):
         resolve_options({"widths": "64,64,64"})
@@ -163,7 +163,7 @@ def test_resume_after_kill_9_matches_an_uninterrupted_run(avatar_dir_200, tmp_pa
 
 
 def test_non_finite_loss_stops_with_the_last_checkpoint_intact(avatar_dir_200, tmp_path, monkeypatch):
-    from ccvae_tools.model import CCVAE
+    from ccvae_tools.model.network import CCVAE
 
     real = CCVAE.forward
     calls = {"n": 0}

@@ -11,9 +11,9 @@ import torch
 from safetensors.torch import save_file
 
 from ccvae_tools.data.base import Label, Preprocess
-from ccvae_tools.errors import WeightsError
-from ccvae_tools.model import CCVAE, ModelConfig
-from ccvae_tools.weights import build_metadata, load_model, read_metadata, save_model
+from ccvae_tools.util.errors import WeightsError
+from ccvae_tools.model.network import CCVAE, ModelConfig
+from ccvae_tools.model.weights import build_metadata, load_model, read_metadata, save_model
 
 
 def small_model() -> CCVAE:
@@ -53,7 +53,7 @@ def test_round_trip_gives_the_same_model(saved):
 
 def test_metadata_is_read_without_torch(saved):
     _, path = saved
-    code = ("import sys; from ccvae_tools.weights import read_metadata; "
+    code = ("import sys; from ccvae_tools.model.weights import read_metadata; "
             f"m = read_metadata({str(path)!r}); assert 'torch' not in sys.modules; "
             "print(m['ccvae.config']['image_size'])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

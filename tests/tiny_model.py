@@ -7,8 +7,8 @@ from pathlib import Path
 import torch
 
 from ccvae_tools.data.base import Label, Preprocess
-from ccvae_tools.model import CCVAE, ModelConfig
-from ccvae_tools.weights import build_metadata, save_model
+from ccvae_tools.model.network import CCVAE, ModelConfig
+from ccvae_tools.model.weights import build_metadata, save_model
 
 LABELS = [Label("Smiling"), Label("Eyeglasses"), Label("Blond_Hair")]
 

@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from ccvae_tools.errors import DataError, UsageError
+from ccvae_tools.util.errors import DataError, UsageError
 
 GENERATOR_VERSION = 1          # bump when the same seed would draw or render differently
 STYLE_NAME = "avataaars"
@@ -503,7 +503,7 @@ def _pool_context():
 
 def _draw_images(folder: Path, n: int, seed: int, size: int, workers: int) -> list[dict[str, str]]:
     """Draw and write all images (in parallel when workers > 1); return the rows of choices."""
-    from ccvae_tools.console import progress
+    from ccvae_tools.util.console import progress
 
     workers = max(1, min(workers, n))
     chunk = max(1, min(200, -(-n // (workers * 8))))

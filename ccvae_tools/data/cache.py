@@ -31,10 +31,10 @@ from typing import Callable
 
 import numpy as np
 
-from ccvae_tools import console
+from ccvae_tools.util import console
 from ccvae_tools.data.base import Catalog, Decoded, Preprocess
-from ccvae_tools.errors import CcvaeError, DataError, UsageError
-from ccvae_tools.images import load_image
+from ccvae_tools.util.errors import CcvaeError, DataError, UsageError
+from ccvae_tools.data.images import load_image
 
 FORMAT = 1
 CACHE_FOLDER = ".ccvae-cache"

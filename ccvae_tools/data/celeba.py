@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 
 from ccvae_tools.data.base import SPLIT_NAMES, TRAIN, Catalog, Label
-from ccvae_tools.data.readers import (ReadOptions, choose_labels, first_image_size, make_preprocess,
+from ccvae_tools.data.shared import (ReadOptions, choose_labels, first_image_size, make_preprocess,
                                       random_split, read_text, split_note)
-from ccvae_tools.errors import DataError
+from ccvae_tools.util.errors import DataError
 
 ATTR_FILE = "list_attr_celeba.txt"
 PARTITION_FILE = "list_eval_partition.txt"

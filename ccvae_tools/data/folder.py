@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 
 from ccvae_tools.data.base import TEST, TRAIN, VALID, Catalog, Label
-from ccvae_tools.data.readers import (IMAGE_EXTS, ReadOptions, choose_labels, iter_csv, label_key,
+from ccvae_tools.data.shared import (IMAGE_EXTS, ReadOptions, choose_labels, iter_csv, label_key,
                                       make_preprocess, random_split, read_text, split_note)
-from ccvae_tools.errors import DataError, UsageError
+from ccvae_tools.util.errors import DataError, UsageError
 
 IMAGE_COLUMN_NAMES = ("image", "file", "filename", "path", "img", "file_name", "image_path", "image_file",
                       "image_name", "img_path", "filepath", "file_path")

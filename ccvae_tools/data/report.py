@@ -122,10 +122,10 @@ class Report:
         }
 
     def render(self) -> None:
-        """Print the report on stderr (`ccvae_tools.console.err`) as rich tables."""
+        """Print the report on stderr (`ccvae_tools.util.console.err`) as rich tables."""
         from rich.table import Table
 
-        from ccvae_tools.console import err
+        from ccvae_tools.util.console import err
 
         def line(text: str) -> None:
             err.print(text, markup=False, soft_wrap=True)
@@ -217,7 +217,7 @@ def check_file(path: Path) -> str | None:
 
 def check_image_files(files: list[Path], workers: int | None = None) -> list[str | None]:
     """`check_file` for every file, in parallel threads, with a progress bar on a terminal."""
-    from ccvae_tools.console import progress
+    from ccvae_tools.util.console import progress
 
     if not files:
         return []

@@ -248,8 +248,8 @@ class CCVAE(nn.Module):
         return self.log_pi.exp()
 
     def forward(self, x: torch.Tensor, y: torch.Tensor, observed: torch.Tensor, draws: int = 100):
-        """Per-example terms of the CCVAE bound (see ccvae_tools.objective.ccvae_bound)."""
-        from ccvae_tools.objective import ccvae_bound
+        """Per-example terms of the CCVAE bound (see ccvae_tools.objective.bound.ccvae_bound)."""
+        from ccvae_tools.objective.bound import ccvae_bound
 
         return ccvae_bound(self, x, y, observed, draws=draws)
 

@@ -12,7 +12,7 @@ import tempfile
 from pathlib import Path
 from typing import BinaryIO, Callable
 
-from ccvae_tools.errors import CcvaeError
+from ccvae_tools.util.errors import CcvaeError
 
 
 def write_error(path: Path, e: OSError) -> str:

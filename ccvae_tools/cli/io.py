@@ -24,20 +24,20 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ccvae_tools.atomic import atomic_write_bytes as _atomic_write_bytes
-from ccvae_tools.errors import CcvaeError, DataError, UsageError, WeightsError
+from ccvae_tools.data.names import label_key
+from ccvae_tools.util.atomic import atomic_write_bytes as _atomic_write_bytes
+from ccvae_tools.util.device import check_device_name
+from ccvae_tools.util.errors import CcvaeError, DataError, UsageError, WeightsError
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
     from PIL import Image
 
-    from ccvae_tools.api import LoadedModel
+    from ccvae_tools.model.api import LoadedModel
     from ccvae_tools.data.base import Preprocess
 
 DEFAULT_WEIGHTS = "avatars64.safetensors"
 MODEL_ENV = "CCVAE_MODEL"
-DEVICE_ENV = "CCVAE_DEVICE"
-DEVICES = ("auto", "cpu", "cuda", "mps")
 STDIN_NAME = "<stdin>"
 
 # output formats: extension -> PIL format
@@ -58,7 +58,7 @@ def default_model_candidates() -> list[Path]:
     """Where the shipped default weights may be, in order: a source checkout, then installed data."""
     import sysconfig
 
-    here = Path(__file__).resolve().parent.parent          # the folder holding the package
+    here = Path(__file__).resolve().parents[2]             # the folder holding the package (cli/io.py)
     out = [here / "weights" / DEFAULT_WEIGHTS]
     prefixes = [sys.prefix]
     try:
@@ -111,17 +111,9 @@ def _existing(path: Path, source: str) -> Path:
     return path
 
 
-def resolve_device(option: str | None) -> str:
-    """--device, else $CCVAE_DEVICE, else auto; checked against the known names (cuda:N allowed)."""
-    name = (option or os.environ.get(DEVICE_ENV, "") or "auto").strip().lower()
-    if name in DEVICES or re.fullmatch(r"cuda:\d+", name):
-        return name
-    raise UsageError(f"--device {name!r}: unknown device; use one of {', '.join(DEVICES)}")
-
-
 def read_model_metadata(model_opt: str | None) -> tuple[Path, dict[str, Any]]:
     """(path, decoded metadata) of the resolved weights file, validated. No torch."""
-    from ccvae_tools.weights import read_metadata
+    from ccvae_tools.model.weights import read_metadata
 
     path = resolve_model_path(model_opt)
     return path, read_metadata(path)
@@ -130,8 +122,8 @@ def read_model_metadata(model_opt: str | None) -> tuple[Path, dict[str, Any]]:
 def open_model(model_opt: str | None, device_opt: str | None) -> "LoadedModel":
     """Resolve and load the weights (validated, no pickle) onto the chosen device. Imports torch."""
     path = resolve_model_path(model_opt)
-    device = resolve_device(device_opt)
-    from ccvae_tools.api import load
+    device = check_device_name(device_opt)
+    from ccvae_tools.model.api import load
 
     return load(path, device=device)
 
@@ -145,18 +137,13 @@ def label_names_of(meta: dict[str, Any]) -> list[str]:
 # labels
 # ----------------------------------------------------------------------------------------------
 
-def _norm(name: str) -> str:
-    """Case-insensitive, with spaces, hyphens and underscores alike (runs of them count as one)."""
-    return re.sub(r"[\s_\-]+", "_", str(name).strip().lower()).strip("_")
-
-
 def match_label(name: str, labels: Sequence[str]) -> int:
     """Index of `name` among `labels`, matched loosely; UsageError with suggestions if unknown."""
     labels = [str(x) for x in labels]
     if name in labels:
         return labels.index(name)
-    key = _norm(name)
-    hits = [i for i, lab in enumerate(labels) if _norm(lab) == key]
+    key = label_key(name)
+    hits = [i for i, lab in enumerate(labels) if label_key(lab) == key]
     if len(hits) == 1:
         return hits[0]
     if len(hits) > 1:
@@ -164,7 +151,7 @@ def match_label(name: str, labels: Sequence[str]) -> int:
                          f"spell it exactly")
     if not labels:
         raise UsageError(f"label {name!r}: this model has no labels")
-    normed = [_norm(lab) for lab in labels]
+    normed = [label_key(lab) for lab in labels]
     close = difflib.get_close_matches(key, normed, n=3, cutoff=0.6)
     close_names = [labels[normed.index(c)] for c in close]
     prefix = [lab for lab, n in zip(labels, normed) if key and n.startswith(key) and lab not in close_names]
@@ -194,7 +181,7 @@ def parse_class(value: str, label: Any) -> int:
         if v == c:
             return k
     for k, c in enumerate(classes):
-        if _norm(c) == _norm(v) and _norm(v):
+        if label_key(c) == label_key(v) and label_key(v):
             return k
     if len(classes) == 2:
         if low in _TRUE:
@@ -245,7 +232,7 @@ class _Warnings:
 
 
 def _warn(msg: str) -> None:
-    from ccvae_tools.console import err, warn
+    from ccvae_tools.util.console import err, warn
 
     if err.is_terminal:
         warn(msg)
@@ -334,7 +321,7 @@ def check_input_paths(inputs: Sequence[str]) -> None:
 
 
 def _load_one(src: str, data: bytes | None, pre: "Preprocess") -> tuple["np.ndarray", list[tuple[str, str]]]:
-    from ccvae_tools.images import _read_bytes, load_image
+    from ccvae_tools.data.images import _read_bytes, load_image
 
     name = STDIN_NAME if src == "-" else src
     if data is None:
@@ -442,7 +429,7 @@ def format_for(out: str, fmt: str | None = None) -> str:
 def _as_frames(img: Any) -> list["Image.Image"]:
     from PIL import Image
 
-    from ccvae_tools.images import to_pil
+    from ccvae_tools.data.images import to_pil
 
     items = list(img) if isinstance(img, (list, tuple)) else [img]
     if not items:
@@ -515,7 +502,7 @@ def check_output_path(out: str) -> Path:
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
-    """Write `data` to `path` all at once (see ccvae_tools.atomic), after the early output checks."""
+    """Write `data` to `path` all at once (see ccvae_tools.util.atomic), after the early output checks."""
     return _atomic_write_bytes(check_output_path(str(path)), data)
 
 

@@ -19,8 +19,8 @@ import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 from ccvae_tools.data.base import Preprocess
-from ccvae_tools.atomic import atomic_write
-from ccvae_tools.errors import CcvaeError, DataError
+from ccvae_tools.util.atomic import atomic_write
+from ccvae_tools.util.errors import CcvaeError, DataError
 
 MAX_PIXELS = 64_000_000      # larger frames are refused (decompression bombs, absurd scans)
 MIN_SIDE = 8                 # smaller frames carry no usable picture

@@ -2,8 +2,8 @@
 
 Classification of q(y|x) against the majority baseline, reconstruction and bound, characteristic
 capture (data with ground-truth variants: generated avatars), and edits and conditional samples
-scored by an independent judge (`ccvae_tools.judge`). The metric code lives in
-`ccvae_tools.evaluate`; this module opens the model and the data, finds or trains the judge, prints
+scored by an independent judge (`ccvae_tools.evaluation.judge`). The metric code lives in
+`ccvae_tools.evaluation.evaluate`; this module opens the model and the data, finds or trains the judge, prints
 and optionally stores the result in the weights file.
 """
 
@@ -18,15 +18,18 @@ from typing import Any, Optional
 
 import typer
 
-from ccvae_tools.cli import app
-from ccvae_tools.errors import CcvaeError, DataError, UsageError
+from ccvae_tools.cli.params import DEVICE, MODEL, Commands
+from ccvae_tools.util.errors import CcvaeError, DataError, UsageError
+
+commands = Commands()
+register = commands.register
 
 SPLITS = {"train": 0, "valid": 1, "test": 2}
 JUDGE_FOLDER = ".ccvae-judges"
 
 
 def _say(msg: str) -> None:
-    from ccvae_tools.console import err
+    from ccvae_tools.util.console import err
 
     err.print(msg, markup=False, highlight=False)
 
@@ -120,7 +123,7 @@ def write_metrics(path: Path, metrics: dict, stat_before: os.stat_result | None 
     wrote a new checkpoint meanwhile: these numbers are not about it)."""
     from safetensors.torch import load_file
 
-    from ccvae_tools.weights import read_header, read_metadata, save_model
+    from ccvae_tools.model.weights import read_header, read_metadata, save_model
 
     if stat_before is not None:
         now = path.stat()
@@ -236,7 +239,7 @@ def _stdout_console():
 # the command
 # ----------------------------------------------------------------------------------------------
 
-@app.command("eval", epilog="""Examples:
+@commands.command("eval", epilog="""Examples:
 
   ccvae eval data/avatars -m runs/00001-avatars-sup1/model.safetensors
 
@@ -248,11 +251,8 @@ def _stdout_console():
 """)
 def eval_cmd(
     data: Path = typer.Argument(..., help="Data folder or CSV (any format `ccvae data check` reads)."),
-    model: Optional[str] = typer.Option(None, "--model", "-m", metavar="WEIGHTS",
-                                        help="Weights file (.safetensors); default: $CCVAE_MODEL, else the "
-                                             "shipped default weights."),
-    device: Optional[str] = typer.Option(None, "--device", envvar="CCVAE_DEVICE", metavar="DEVICE",
-                                         help="auto | cpu | cuda | mps"),
+    model: Optional[str] = MODEL,
+    device: Optional[str] = DEVICE,
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object on stdout."),
     split: str = typer.Option("test", "--split", help="test | valid | train: the images to evaluate on."),
     judge_opt: Optional[str] = typer.Option(None, "--judge", metavar="PATH",
@@ -279,7 +279,7 @@ def eval_cmd(
 ) -> None:
     """Evaluate a model on held-out data: label accuracy, reconstruction, bound, characteristic capture,
     and edits and samples judged by an independent classifier."""
-    from ccvae_tools import cli_io
+    from ccvae_tools.cli import io as cli_io
 
     if split not in SPLITS:
         raise UsageError(f"--split {split!r}: use one of {', '.join(SPLITS)}")
@@ -296,8 +296,8 @@ def eval_cmd(
     if counts["train"] == 0:
         raise DataError(f"{data}: the train split is empty; the majority baseline and the judge need it")
 
-    from ccvae_tools.evaluate import evaluate_model, load_ground_truth
-    from ccvae_tools.judge import data_fingerprint, load_or_train_judge
+    from ccvae_tools.evaluation.evaluate import evaluate_model, load_ground_truth
+    from ccvae_tools.evaluation.judge import data_fingerprint, load_or_train_judge
 
     m = cli_io.open_model(str(path), device)
     fp = data_fingerprint(decoded)

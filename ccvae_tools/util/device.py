@@ -2,13 +2,29 @@
 
 from __future__ import annotations
 
-from ccvae_tools.errors import UsageError
+import os
+import re
+
+from ccvae_tools.util.errors import UsageError
+
+DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
+DEVICE_ENV = "CCVAE_DEVICE"
+
+
+def check_device_name(option: str | None) -> str:
+    """--device, else $CCVAE_DEVICE, else auto, lower-cased; one of DEVICE_CHOICES or cuda:N.
+    Only the name is checked here (no torch); pick_device checks that the machine has it."""
+    name = (option or os.environ.get(DEVICE_ENV, "") or "auto").strip().lower()
+    if name in DEVICE_CHOICES or re.fullmatch(r"cuda:\d+", name):
+        return name
+    raise UsageError(f"--device {name!r}: unknown device; use one of {', '.join(DEVICE_CHOICES)}")
 
 
 def pick_device(name: str = "auto"):
     """auto picks CUDA, then MPS, then the CPU; an unavailable choice is a UsageError."""
     import torch
 
+    name = check_device_name(name)
     if name == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")

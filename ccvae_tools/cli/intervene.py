@@ -11,31 +11,26 @@ from typing import List, Optional
 
 import typer
 
-from ccvae_tools.cli import app
-from ccvae_tools.errors import UsageError
+from ccvae_tools.cli.params import DEVICE, FORMAT, MODEL, OUTPUT, RESAMPLE, SAMPLE, SEED, SIZE, Commands
+from ccvae_tools.util.errors import UsageError
 
-MODEL = typer.Option(None, "--model", "-m", help="Weights file (default: $CCVAE_MODEL, else the shipped model).")
-DEVICE = typer.Option(None, "--device", envvar="CCVAE_DEVICE", help="auto | cpu | cuda | mps")
-OUTPUT = typer.Option(None, "--output", "-o", help="Output file (.png .jpg .webp .gif), or - for stdout.")
-FORMAT = typer.Option(None, "--format", help="Format for -o - (png, jpg, webp, gif).")
-SIZE = typer.Option(None, "--size", help="Tile side in pixels: upscale small images (default: model size).")
-RESAMPLE = typer.Option("nearest", "--resample", help="Upscaling: nearest | lanczos")
-SAMPLE = typer.Option(False, "--sample", help="Draw z ~ q(z|x) instead of the posterior mean.")
-SEED = typer.Option(0, "--seed", min=0, help="Seed of every random draw.")
+commands = Commands()
+register = commands.register
+
 
 
 class _Session:
     """A loaded model and the inputs of one command."""
 
     def __init__(self, model: Optional[str], device: Optional[str]):
-        from ccvae_tools.cli_io import open_model
+        from ccvae_tools.cli.io import open_model
 
         self.m = open_model(model, device)
         self.model = self.m.model
         self.pre = self.m.preprocess
 
     def read(self, inputs: list[str]):
-        from ccvae_tools.cli_io import read_inputs
+        from ccvae_tools.cli.io import read_inputs
 
         return read_inputs(inputs, self.pre)
 
@@ -49,12 +44,12 @@ class _Session:
         return mu + sigma * torch.randn(mu.shape, generator=g).to(mu)
 
     def label(self, name: str) -> int:
-        from ccvae_tools.cli_io import match_label
+        from ccvae_tools.cli.io import match_label
 
         return match_label(name, self.m.label_names)
 
     def assignments(self, sets: list[str]) -> dict[int, int]:
-        from ccvae_tools.cli_io import parse_assignment
+        from ccvae_tools.cli.io import parse_assignment
 
         out: dict[int, int] = {}
         for text in sets:
@@ -71,7 +66,7 @@ class _Session:
 
 
 def _write(picture, output: Optional[str], fmt: Optional[str], default: str, durations=None) -> None:
-    from ccvae_tools.cli_io import write_image_output
+    from ccvae_tools.cli.io import write_image_output
 
     out = output if output is not None else default
     written = write_image_output(picture, out, fmt=fmt, durations=durations)
@@ -91,7 +86,7 @@ def _slug(names: list[str]) -> str:
 
 # ----------------------------------------------------------------------------------------------
 
-@app.command("traverse", epilog="""Examples:
+@commands.command("traverse", epilog="""Examples:
 
   ccvae traverse face.png --label smiling                 (writes face.smiling.png: input, reconstruction, 9 steps)
 
@@ -155,7 +150,7 @@ def traverse_cmd(
 
 
 def _default_for(images: list[str], suffix: str, ext: str) -> str:
-    from ccvae_tools.cli_io import default_output
+    from ccvae_tools.cli.io import default_output
 
     return default_output(images[0] if images else "-", suffix, ext)
 
@@ -198,7 +193,7 @@ def _loop_frames(s: _Session, z, label_per_tile: list[int], frames: int, fps: in
 
 # ----------------------------------------------------------------------------------------------
 
-@app.command("gif", epilog="""Examples:
+@commands.command("gif", epilog="""Examples:
 
   ccvae gif face.png                          (face.gif: every label's traversal, one tile each)
 
@@ -239,7 +234,7 @@ def gif_cmd(
 
 # ----------------------------------------------------------------------------------------------
 
-@app.command("sample", epilog="""Examples:
+@commands.command("sample", epilog="""Examples:
 
   ccvae sample --set smiling=1 -n 16 -o smiling.png
 
@@ -284,7 +279,7 @@ def sample_cmd(
 
 # ----------------------------------------------------------------------------------------------
 
-@app.command("edit", epilog="""Examples:
+@commands.command("edit", epilog="""Examples:
 
   ccvae edit face.png --set smiling=1                  (writes face.edit.png)
 
@@ -324,7 +319,7 @@ def edit_cmd(
 
 def _write_many(images: list[str], pictures: list, output: Optional[str], fmt: Optional[str], suffix: str) -> None:
     """One picture per input: -o FILE (one input), -o DIR/ (existing folder), or names next to the inputs."""
-    from ccvae_tools.cli_io import default_output
+    from ccvae_tools.cli.io import default_output
 
     if len(pictures) == 1:
         _write(pictures[0], output, fmt, default_output(images[0], suffix, "png"))
@@ -343,7 +338,7 @@ def _write_many(images: list[str], pictures: list, output: Optional[str], fmt: O
 
 # ----------------------------------------------------------------------------------------------
 
-@app.command("swap", epilog="""Examples:
+@commands.command("swap", epilog="""Examples:
 
   ccvae swap a.png b.png                          (a.swap.png: A with all of B's characteristics)
 
@@ -396,7 +391,7 @@ def swap_cmd(
     if cells is not None:
         if not cells.is_dir():
             raise UsageError(f"--cells {cells}: no such folder")
-        from ccvae_tools.cli_io import write_image_output
+        from ccvae_tools.cli.io import write_image_output
 
         for r in range(n):
             for c in range(n):
@@ -406,7 +401,7 @@ def swap_cmd(
 
 # ----------------------------------------------------------------------------------------------
 
-@app.command("interpolate", epilog="""Examples:
+@commands.command("interpolate", epilog="""Examples:
 
   ccvae interpolate a.png b.png                    (a.interp.png: A, the path, B)
 

@@ -34,7 +34,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from ccvae_tools.data.base import TRAIN, Decoded, Label
-from ccvae_tools.errors import CcvaeError
+from ccvae_tools.util.errors import CcvaeError
+from ccvae_tools.util.imageops import mild_blur
 
 JUDGE_VERSION = 1                      # bump when the network or the training changes
 META_KEY = "ccvae.judge"
@@ -72,14 +73,6 @@ class JudgeNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.body(x))
-
-
-def mild_blur(x: torch.Tensor) -> torch.Tensor:
-    """A mild 3x3 binomial blur per channel (the kind of softness a VAE decoder adds)."""
-    k1 = torch.tensor([1.0, 2.0, 1.0], device=x.device, dtype=x.dtype)
-    k = (k1[:, None] * k1[None, :]) / 16.0
-    c = x.shape[1]
-    return F.conv2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), k.expand(c, 1, 3, 3), groups=c)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -275,7 +268,7 @@ def save_judge(judge: Judge, path: str | Path) -> Path:
 
 def read_judge_meta(path: str | Path) -> dict | None:
     """The judge metadata of a file, or None when it is missing, unreadable or not a judge."""
-    from ccvae_tools.weights import read_header
+    from ccvae_tools.model.weights import read_header
 
     try:
         raw = read_header(path)["metadata"].get(META_KEY)

@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from ccvae_tools import __version__
-from ccvae_tools.atomic import atomic_write
-from ccvae_tools.errors import WeightsError
+from ccvae_tools.util.atomic import atomic_write
+from ccvae_tools.util.errors import WeightsError
 
 FORMAT_VERSION = "1"
 REQUIRED = ("ccvae.format_version", "ccvae.config", "ccvae.labels", "ccvae.label_prior", "ccvae.preprocess")
@@ -123,7 +123,7 @@ def load_model(path: str | Path, device: str = "cpu"):
     """Build the model described by a weights file and load its tensors. Returns (model, metadata)."""
     from safetensors import safe_open
 
-    from ccvae_tools.model import ARCHITECTURE, CCVAE, ModelConfig
+    from ccvae_tools.model.network import ARCHITECTURE, CCVAE, ModelConfig
 
     path = Path(path)
     meta = read_metadata(path)

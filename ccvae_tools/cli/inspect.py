@@ -15,21 +15,13 @@ from typing import Any, List, Optional
 
 import typer
 
-from ccvae_tools import cli_io
-from ccvae_tools.cli import app
-from ccvae_tools.errors import CcvaeError, UsageError, WeightsError
+from ccvae_tools.cli import io as cli_io
+from ccvae_tools.cli.params import Commands, device_option, model_option
+from ccvae_tools.util.errors import CcvaeError, UsageError, WeightsError
 
-MODEL_HELP = "Weights file (.safetensors); default: $CCVAE_MODEL, else the shipped default weights."
-DEVICE_HELP = "auto | cpu | cuda | mps (auto: the accelerator when present)."
+commands = Commands()
+register = commands.register
 
-
-def _model_opt() -> Any:
-    return typer.Option(None, "--model", "-m", help=MODEL_HELP, metavar="WEIGHTS")
-
-
-def _device_opt(hidden: bool = False) -> Any:
-    return typer.Option(None, "--device", envvar="CCVAE_DEVICE", hidden=hidden, metavar="DEVICE",
-                        help=DEVICE_HELP if not hidden else "Accepted for uniformity; no model is run.")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -66,7 +58,7 @@ TRAIN_KEYS = ("preset", "format", "image_size", "crop", "sup_frac", "sup_select"
 
 def model_card(path: Path) -> dict:
     """Everything `ccvae info` shows, as plain JSON-ready data. Reads the header only (no torch)."""
-    from ccvae_tools.weights import read_header, read_metadata
+    from ccvae_tools.model.weights import read_header, read_metadata
 
     meta = read_metadata(path)
     tensors = read_header(path)["tensors"]
@@ -227,7 +219,7 @@ def _weights_arg(weights: Optional[str], model: Optional[str]) -> Optional[str]:
     return weights if weights is not None else model
 
 
-@app.command("info", epilog="""Examples:
+@commands.command("info", epilog="""Examples:
 
   ccvae info                                (the shipped default model)
 
@@ -238,8 +230,8 @@ def _weights_arg(weights: Optional[str], model: Optional[str]) -> Optional[str]:
 def info_cmd(
     weights: Optional[str] = typer.Argument(None, help="Weights file (or --model; default as --model).",
                                             metavar="[WEIGHTS]", show_default=False),
-    model: Optional[str] = _model_opt(),
-    device: Optional[str] = _device_opt(hidden=True),
+    model: Optional[str] = model_option(),
+    device: Optional[str] = device_option(hidden=True),
     as_json: bool = typer.Option(False, "--json", help="Print the card as one JSON object on stdout."),
 ) -> None:
     """Show the model card: labels, sizes, preprocessing, data, training, metrics (no torch needed)."""
@@ -251,7 +243,7 @@ def info_cmd(
         sys.stdout.write(render_card(card) + "\n")
 
 
-@app.command("labels", epilog="""Examples:
+@commands.command("labels", epilog="""Examples:
 
   ccvae labels
 
@@ -260,8 +252,8 @@ def info_cmd(
   for l in $(ccvae labels); do ccvae traverse face.png --label "$l"; done
 """)
 def labels_cmd(
-    model: Optional[str] = _model_opt(),
-    device: Optional[str] = _device_opt(hidden=True),
+    model: Optional[str] = model_option(),
+    device: Optional[str] = device_option(hidden=True),
 ) -> None:
     """Print the model's label names, one per line (no torch needed)."""
     _, meta = cli_io.read_model_metadata(model)
@@ -331,7 +323,7 @@ def _progress(what: str, n: int):
     """A bar on stderr (terminal only) for many inputs; nothing for a few."""
     import contextlib
 
-    from ccvae_tools.console import progress
+    from ccvae_tools.util.console import progress
 
     if n < PROGRESS_FROM:
         return contextlib.nullcontext(lambda k=1: None)
@@ -368,7 +360,7 @@ def _table(results: list[dict], labels) -> Any:
     return table
 
 
-@app.command("classify", epilog="""Examples:
+@commands.command("classify", epilog="""Examples:
 
   ccvae classify face.png
 
@@ -381,8 +373,8 @@ def _table(results: list[dict], labels) -> Any:
 def classify_cmd(
     images: List[str] = typer.Argument(..., help="Image files ('-': image bytes on stdin).", metavar="IMG",
                                        show_default=False),
-    model: Optional[str] = _model_opt(),
-    device: Optional[str] = _device_opt(),
+    model: Optional[str] = model_option(),
+    device: Optional[str] = device_option(),
     as_json: bool = typer.Option(False, "--json", help="One JSON object per input line on stdout."),
     draws: int = typer.Option(100, "--draws", min=1, max=100_000,
                               help="K: codes drawn from q(z|x) to estimate q(y|x)."),
@@ -459,7 +451,7 @@ def _reconstruct_targets(images: list[str], out: Optional[str], fmt: Optional[st
     return targets
 
 
-@app.command("reconstruct", epilog="""Examples:
+@commands.command("reconstruct", epilog="""Examples:
 
   ccvae reconstruct face.png                 (writes face.recon.png, prints its path)
 
@@ -478,14 +470,14 @@ def reconstruct_cmd(
                                       help="Output file (one input), folder (several), or '-' for stdout; "
                                            "default: NAME.recon.png next to each input."),
     fmt: Optional[str] = typer.Option(None, "--format", help="png | jpg | webp | gif (for -o - and folders)."),
-    model: Optional[str] = _model_opt(),
-    device: Optional[str] = _device_opt(),
+    model: Optional[str] = model_option(),
+    device: Optional[str] = device_option(),
     sample: bool = typer.Option(False, "--sample", help="Decode a draw z ~ q(z|x) instead of the posterior mean."),
     seed: int = typer.Option(0, "--seed", min=0, help="Seed of --sample."),
     batch_size: int = typer.Option(512, "--batch-size", min=1, max=65536, help="Images per model batch."),
 ) -> None:
     """Encode each image (posterior mean, or a draw with --sample) and decode it."""
-    from ccvae_tools.images import to_pil
+    from ccvae_tools.data.images import to_pil
 
     cli_io.check_input_paths(images)
     targets = _reconstruct_targets(list(images), out, fmt)

@@ -55,12 +55,12 @@ def _np(a: Any) -> np.ndarray:
 
 def classification_metrics(pred: Any, truth: Any, majority: Any, names: Sequence[str]) -> dict:
     """Per-label accuracy, balanced accuracy (mean recall over the classes present) and the
-    majority-class baseline, with their means over labels (`train.label_metrics`).
+    majority-class baseline, with their means over labels (`metrics.label_metrics`).
 
     pred (N, L) class indices; truth (N, L) class indices, NaN = missing; majority (L,) the majority
     class of each label on the TRAIN split.
     """
-    from ccvae_tools.train import label_metrics
+    from ccvae_tools.evaluation.metrics import label_metrics
 
     return label_metrics(_np(pred), _np(truth).astype(np.float64), _np(majority).astype(int), list(names))
 
@@ -288,7 +288,7 @@ def load_ground_truth(folders: Sequence[Path], files: Sequence[str], label_names
                       ) -> GroundTruth | None:
     """Read avatars.json + avatars.csv from the first folder that has both; rows matched to the
     decoded images by file name. None when there is no ground truth."""
-    from ccvae_tools.data.readers import label_key
+    from ccvae_tools.data.shared import label_key
 
     for folder in folders:
         meta_path, table_path = Path(folder) / "avatars.json", Path(folder) / "avatars.csv"
@@ -390,12 +390,12 @@ def evaluate_model(m, data: Decoded, *, split: int = TEST, judge=None, truth: Gr
     and the bound L(x, y) with all known labels observed (K = draws); 3 each label read from z_s by a
     linear probe (labels_from_style: near the majority baseline when z_s leaves the labels to z_c) and
     characteristic capture (with ground truth); 4 the judge's own accuracy and the success and leakage of edits; 5 conditional
-    samples: carried label and diversity. Parts 4-5 need a judge (`ccvae_tools.judge.Judge`).
+    samples: carried label and diversity. Parts 4-5 need a judge (`ccvae_tools.evaluation.judge.Judge`).
     Deterministic for a seed; the global torch RNG is left as it was.
     """
     from ccvae_tools.interventions import conditional_sample, edit
-    from ccvae_tools.objective import ccvae_bound
-    from ccvae_tools.train import majority_classes
+    from ccvae_tools.objective.bound import ccvae_bound
+    from ccvae_tools.evaluation.metrics import majority_classes
 
     say = progress or (lambda msg: None)
     model = m.model

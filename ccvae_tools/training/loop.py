@@ -20,11 +20,13 @@ from typing import Any
 
 import numpy as np
 
-from ccvae_tools.atomic import atomic_write, atomic_write_bytes
-from ccvae_tools.console import err, info, warn
+from ccvae_tools.util.atomic import atomic_write, atomic_write_bytes
+from ccvae_tools.util.console import err, info, warn
 from ccvae_tools.data.base import TRAIN, VALID, TEST, Decoded
-from ccvae_tools.device import pick_device
-from ccvae_tools.errors import TrainingError, UsageError
+from ccvae_tools.util.device import check_device_name, pick_device
+from ccvae_tools.evaluation.heldout import heldout_metrics
+from ccvae_tools.evaluation.metrics import majority_classes
+from ccvae_tools.util.errors import TrainingError, UsageError
 
 
 @dataclass
@@ -119,7 +121,7 @@ def parse_widths(text: str, image_size: int) -> tuple[int, ...]:
 
 def _take_shape_from(opts: TrainOptions) -> None:
     """--init-from W: the network's shape (image size, widths, latent sizes, labels) comes from W."""
-    from ccvae_tools.weights import read_metadata
+    from ccvae_tools.model.weights import read_metadata
 
     path = Path(opts.init_from)
     if not path.is_file():
@@ -147,8 +149,7 @@ def _check(o: TrainOptions) -> None:
         raise UsageError("--sup-oversample must be >= 1")
     if o.precision not in ("fp32", "bf16", "fp16"):
         raise UsageError("--precision must be fp32, bf16 or fp16")
-    if o.device not in ("auto", "cpu", "cuda", "mps") and not o.device.startswith("cuda:"):
-        raise UsageError("--device must be auto, cpu, cuda or mps")
+    o.device = check_device_name(o.device)
     if o.image_size not in (32, 64, 128):
         raise UsageError("--image-size must be 32, 64 or 128")
     parse_widths(o.widths, o.image_size)
@@ -275,82 +276,6 @@ class Batches:
 
 
 # ----------------------------------------------------------------------------------------------
-# evaluation
-# ----------------------------------------------------------------------------------------------
-
-def label_metrics(pred: np.ndarray, truth: np.ndarray, majority: np.ndarray, names: list[str]) -> dict:
-    """Per-label accuracy, balanced accuracy and the majority-class baseline on observed entries.
-
-    pred, truth: (N, L) class indices (truth NaN = missing); majority: (L,) majority class of train.
-    """
-    acc, bal, base, count = {}, {}, {}, {}
-    for i, name in enumerate(names):
-        obs = ~np.isnan(truth[:, i])
-        if not obs.any():
-            continue
-        t = truth[obs, i].astype(int)
-        p = pred[obs, i]
-        acc[name] = float((p == t).mean())
-        recalls = [float((p[t == c] == c).mean()) for c in np.unique(t)]
-        bal[name] = float(np.mean(recalls))
-        base[name] = float((t == majority[i]).mean())
-        count[name] = int(obs.sum())
-    out = {"accuracy": acc, "balanced_accuracy": bal, "majority_baseline": base, "count": count}
-    if acc:
-        out["mean_accuracy"] = float(np.mean(list(acc.values())))
-        out["mean_balanced_accuracy"] = float(np.mean(list(bal.values())))
-        out["mean_majority_baseline"] = float(np.mean(list(base.values())))
-    return out
-
-
-def majority_classes(labels: np.ndarray, idx: np.ndarray) -> np.ndarray:
-    out = np.zeros(labels.shape[1], dtype=int)
-    for i in range(labels.shape[1]):
-        col = labels[idx, i]
-        col = col[~np.isnan(col)].astype(int)
-        if len(col):
-            out[i] = int(np.bincount(col).argmax())
-    return out
-
-
-def evaluate(model, batches: Batches, idx: np.ndarray, true_labels: np.ndarray, majority: np.ndarray,
-             batch_size: int, draws: int, autocast) -> dict:
-    """Validation metrics: mean bound, L1 reconstruction error, posterior-mean label accuracy."""
-    import torch
-
-    from ccvae_tools.objective import ccvae_bound
-
-    was_training = model.training
-    model.eval()
-    preds, bounds, recon = [], [], []
-    # evaluation draws its own fixed noise and leaves the training RNG as it was, so that an
-    # evaluation (or its absence after an interruption) never changes what training does next
-    devices = [batches.device] if batches.device.type == "cuda" else []
-    with torch.no_grad(), torch.random.fork_rng(devices=devices):
-        torch.manual_seed(0)
-        for s in range(0, len(idx), batch_size):
-            b = idx[s: s + batch_size]
-            x, y, observed = batches.get(b)
-            obs = torch.from_numpy(~np.isnan(true_labels[b])).to(x.device)
-            yt = torch.from_numpy(np.nan_to_num(true_labels[b], nan=0.0)).long().to(x.device)
-            with autocast():
-                terms = ccvae_bound(model, x, yt, obs, draws=draws)
-                mu, _ = model.encode(x)
-                x_hat = model.decode(mu).float()
-            bounds.append(terms.bound.float().cpu())
-            recon.append((x_hat - x).abs().flatten(1).mean(1).cpu())
-            mu_c, _ = model.split(mu)
-            preds.append(model.log_q_y(mu_c).argmax(-1).cpu())
-    model.train(was_training)
-    pred = torch.cat(preds).numpy()
-    out = label_metrics(pred, true_labels[idx], majority, [lab.name for lab in model.cfg.labels])
-    out["bound"] = float(torch.cat(bounds).mean())
-    out["recon_l1"] = float(torch.cat(recon).mean())
-    out["images"] = int(len(idx))
-    return out
-
-
-# ----------------------------------------------------------------------------------------------
 # previews
 # ----------------------------------------------------------------------------------------------
 
@@ -425,12 +350,12 @@ def train(opts: TrainOptions, resume: str | None = None, dry_run: bool = False,
     from ccvae_tools.data.cache import load_decoded
     from ccvae_tools.data.readers import open_catalog
     from ccvae_tools.data.report import make_report
-    from ccvae_tools.adversary import StyleAdversary, adversary_loss, style_penalty
-    from ccvae_tools.cycle import swap_cycle_loss
-    from ccvae_tools.decorrelate import decorrelation_penalty, gather_batch, min_rows
-    from ccvae_tools.model import CCVAE, ModelConfig, num_parameters
-    from ccvae_tools.objective import training_loss
-    from ccvae_tools.weights import build_metadata, save_model
+    from ccvae_tools.objective.adversary import StyleAdversary, adversary_loss, style_penalty
+    from ccvae_tools.objective.cycle import swap_cycle_loss
+    from ccvae_tools.objective.decorrelate import decorrelation_penalty, gather_batch, min_rows
+    from ccvae_tools.model.network import CCVAE, ModelConfig, num_parameters
+    from ccvae_tools.objective.bound import training_loss
+    from ccvae_tools.model.weights import build_metadata, save_model
 
     dist = init_distributed(opts.device)
     run: Path | None = None
@@ -504,7 +429,7 @@ def train(opts: TrainOptions, resume: str | None = None, dry_run: bool = False,
                       z_style=opts.z_style, likelihood_scale=opts.likelihood_scale)
     model = CCVAE(cfg)
     if opts.init_from and state is None:
-        from ccvae_tools.weights import load_model
+        from ccvae_tools.model.weights import load_model
         start, _ = load_model(opts.init_from)
         if [lab.to_json() for lab in start.cfg.labels] != [lab.to_json() for lab in cfg.labels] \
                 or start.cfg.channels != cfg.channels:
@@ -668,7 +593,7 @@ def train(opts: TrainOptions, resume: str | None = None, dry_run: bool = False,
             step_in_epoch = 0
         if dist.main and eval_batches is not None and len(eval_idx) and (
                 stop or epoch % opts.eval_every == 0 or epoch == opts.epochs):
-            metrics = evaluate(model, eval_batches, eval_idx, data.labels, majority,
+            metrics = heldout_metrics(model, eval_batches, eval_idx, data.labels, majority,
                                max(opts.batch_size, 256), opts.draws, autocast)
             last_metrics = {"split": "valid" if len(data.indices(VALID)) else "test", **metrics}
             line = {"epoch": epoch, "step": global_step, "images_seen": images_seen,

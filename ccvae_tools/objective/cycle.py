@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import torch
 
-from ccvae_tools.judge import mild_blur
+from ccvae_tools.util.imageops import mild_blur
 
 
 def swap_cycle_loss(model, mu_c: torch.Tensor, mu_s: torch.Tensor, y: torch.Tensor, observed: torch.Tensor,

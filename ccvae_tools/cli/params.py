@@ -1,0 +1,66 @@
+"""What the commands share: the command registry and the options that several commands take.
+
+Each command module keeps a `Commands` registry, declares its commands on it with the same
+decorator Typer uses, and the app (`cli/app.py`) calls `register(app)` on every module. Options used
+by more than one command (`--model`, `--device`, the output options, `--seed`) are declared here once.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Optional
+
+import typer
+
+from ccvae_tools.util.device import DEVICE_CHOICES, DEVICE_ENV
+
+MODEL_HELP = "Weights file (.safetensors); default: $CCVAE_MODEL, else the shipped default weights."
+DEVICE_HELP = f"{' | '.join(DEVICE_CHOICES)} (auto: the accelerator when present)."
+
+
+class Commands:
+    """The commands of one module; `register(app)` adds them to the app, or to a sub-group of it."""
+
+    def __init__(self, group: str | None = None, help: str | None = None):
+        self.group, self.help = group, help
+        self.entries: list[tuple[str, dict, Callable]] = []
+
+    def command(self, name: str, **settings: Any) -> Callable[[Callable], Callable]:
+        def declare(function: Callable) -> Callable:
+            self.entries.append((name, settings, function))
+            return function
+        return declare
+
+    def register(self, app: typer.Typer) -> None:
+        target = app
+        if self.group is not None:
+            target = typer.Typer(help=self.help, no_args_is_help=True)
+            app.add_typer(target, name=self.group)
+        for name, settings, function in self.entries:
+            target.command(name, **settings)(function)
+
+
+def model_option() -> Any:
+    return typer.Option(None, "--model", "-m", help=MODEL_HELP, metavar="WEIGHTS")
+
+
+def device_option(hidden: bool = False) -> Any:
+    return typer.Option(None, "--device", envvar=DEVICE_ENV, hidden=hidden, metavar="DEVICE",
+                        help=DEVICE_HELP if not hidden else "Accepted for uniformity; no model is run.")
+
+
+MODEL = model_option()
+DEVICE = device_option()
+OUTPUT = typer.Option(None, "--output", "-o", help="Output file (.png .jpg .webp .gif), or - for stdout.")
+FORMAT = typer.Option(None, "--format", help="Format for -o - (png, jpg, webp, gif).")
+SIZE = typer.Option(None, "--size", help="Tile side in pixels: upscale small images (default: model size).")
+RESAMPLE = typer.Option("nearest", "--resample", help="Upscaling: nearest | lanczos")
+SAMPLE = typer.Option(False, "--sample", help="Draw z ~ q(z|x) instead of the posterior mean.")
+SEED = typer.Option(0, "--seed", min=0, help="Seed of every random draw.")
+
+
+def split_list(text: Optional[str]) -> Optional[list[str]]:
+    """"a, b,,c" -> ["a", "b", "c"]; None or only commas -> None."""
+    if text is None:
+        return None
+    items = [t.strip() for t in text.split(",") if t.strip()]
+    return items or None
