@@ -105,7 +105,8 @@ class DecodeEveryEpoch(torch.utils.data.Dataset):
 def epoch_table(n: int, epochs: int) -> list[tuple[str, float]]:
     from ccvae_tools.data.cache import load_decoded
     from ccvae_tools.data.readers import open_catalog
-    from ccvae_tools.training.loop import resolve_options, train
+    from ccvae_tools.training.loop import train
+    from ccvae_tools.training.options import resolve_options
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:

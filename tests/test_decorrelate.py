@@ -14,7 +14,8 @@ import torch
 from ccvae_tools.objective import decorrelate
 from ccvae_tools.objective.decorrelate import decorrelation_penalty, style_label_r2
 from ccvae_tools.util.errors import UsageError
-from ccvae_tools.training.loop import resolve_options, train
+from ccvae_tools.training.loop import train
+from ccvae_tools.training.options import resolve_options
 from ccvae_tools.model.weights import read_metadata
 from tests.test_train import opts_for
 

@@ -16,7 +16,9 @@ import torch
 from safetensors.torch import load_file
 
 from ccvae_tools.util.errors import TrainingError, UsageError
-from ccvae_tools.training.loop import TrainOptions, epoch_order, labelled_mask, resolve_options, train
+from ccvae_tools.training.batches import epoch_order, labelled_mask
+from ccvae_tools.training.loop import train
+from ccvae_tools.training.options import TrainOptions, resolve_options
 from ccvae_tools.model.weights import load_model, read_metadata
 
 TINY = dict(image_size=32, epochs=2, batch_size=32, draws=8, lr=1e-3, z_style=4, preview_every=1,
@@ -46,7 +48,7 @@ def test_options_resolve_defaults_then_preset_then_explicit():
 
 
 def test_widths_option_is_checked_against_the_image_size():
-    from ccvae_tools.training.loop import parse_widths
+    from ccvae_tools.training.options import parse_widths
     assert parse_widths("", 64) == () and parse_widths("64, 64,64,128", 64) == (64, 64, 64, 128)
     with pytest.raises(UsageError, match="needs 4 numbers at 64 px"):
         resolve_options({"widths": "64,64,64"})

@@ -19,6 +19,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ccvae_tools.objective.base import Regulariser
+
 
 class StyleAdversary(nn.Module):
     """r(y | z_s): an MLP from the style code to every label's class logits, (B, d_s) -> (B, L, K_max)."""
@@ -55,3 +57,42 @@ def style_penalty(adversary: StyleAdversary, z_s: torch.Tensor, log_pi: torch.Te
     pi = log_pi.exp()
     ce = -(pi * torch.where(torch.isfinite(log_r), log_r, torch.zeros_like(log_r))).sum(-1)   # (B, L)
     return _masked_sum(ce, observed).mean()
+
+
+class StyleAdversaryTerm(Regulariser):
+    """`--style-adversary LAMBDA`: lambda * style_penalty in the loss; the adversary trains after each step."""
+
+    option = "style_adversary"
+
+    def __init__(self, weight, model, *, world=1, lr=1e-3, device=None):
+        super().__init__(weight, model, world=world, lr=lr, device=device)
+        self.adversary = StyleAdversary(model.cfg.z_style, model.class_mask.cpu()).to(device)
+        self.optimiser = torch.optim.Adam(self.adversary.parameters(), lr=lr)
+        self.net: nn.Module = self.adversary          # the DDP wrapper under torchrun
+        self.pending: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    def loss(self, terms, y, observed, autocast):
+        with autocast():
+            adv_loss = adversary_loss(self.net, terms.mu_s, y, observed)
+            penalty = style_penalty(self.adversary, terms.mu_s, self.model.log_pi, observed)
+            term = self.weight * penalty
+        self.pending = (adv_loss, penalty)
+        return term
+
+    def after_step(self):
+        adv_loss, penalty = self.pending
+        self.optimiser.zero_grad(set_to_none=True)
+        adv_loss.backward()
+        self.optimiser.step()
+        self.record(adversary_loss=float(adv_loss.detach()), style_penalty=float(penalty.detach()))
+        self.pending = None
+
+    def distribute(self, wrap):
+        self.net = wrap(self.adversary)
+
+    def state_dict(self):
+        return {"adversary": self.adversary.state_dict(), "adversary_optimizer": self.optimiser.state_dict()}
+
+    def load_state_dict(self, state):
+        self.adversary.load_state_dict(state["adversary"])
+        self.optimiser.load_state_dict(state["adversary_optimizer"])

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import torch
 
+from ccvae_tools.objective.base import Regulariser
 from ccvae_tools.util.imageops import mild_blur
 
 
@@ -44,3 +45,16 @@ def swap_cycle_loss(model, mu_c: torch.Tensor, mu_s: torch.Tensor, y: torch.Tens
     target, obs = y[perm], observed[perm]
     per = log_q.gather(-1, target.clamp_min(0).unsqueeze(-1)).squeeze(-1)         # (B, L)
     return -torch.where(obs, per, torch.zeros_like(per)).sum(-1).mean()
+
+
+class SwapCycleTerm(Regulariser):
+    """`--swap-cycle GAMMA`: gamma * the swap cycle loss, donors drawn by a fresh permutation each step."""
+
+    option = "swap_cycle"
+
+    def loss(self, terms, y, observed, autocast):
+        perm = torch.randperm(y.shape[0], device=y.device)
+        with autocast():
+            cycle = swap_cycle_loss(self.model, terms.mu_c, terms.mu_s, y, observed, perm)
+        self.record(swap_cycle_loss=float(cycle.detach()))
+        return self.weight * cycle

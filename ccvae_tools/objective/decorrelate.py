@@ -28,6 +28,8 @@ from __future__ import annotations
 
 import torch
 
+from ccvae_tools.objective.base import Regulariser
+
 RIDGE = 0.05          # r as a share of the mean variance of the code's dimensions
 MIN_OBSERVED = 8      # a label observed in fewer examples of the batch (or 2 d_s) is left out
 
@@ -104,3 +106,25 @@ def decorrelation_penalty(z_s: torch.Tensor, y: torch.Tensor, observed: torch.Te
                           class_mask: torch.Tensor) -> torch.Tensor:
     """sum_i R^2_i: what `--style-decorrelate LAMBDA` adds to the loss, times LAMBDA."""
     return style_label_r2(z_s, y, observed, class_mask).sum()
+
+
+class DecorrelationTerm(Regulariser):
+    """`--style-decorrelate LAMBDA`: lambda * sum_i R^2_i over the whole batch (pooled under torchrun)."""
+
+    option = "style_decorrelate"
+
+    def loss(self, terms, y, observed, autocast):
+        z_s, labels, seen = terms.mu_s.float(), y, observed
+        if self.world > 1:       # the whole batch; x world: DDP averages the gradients
+            z_s, labels, seen = gather_batch(z_s, labels, seen)
+        r2 = decorrelation_penalty(z_s, labels, seen, self.model.class_mask)
+        self.record(style_r2=float(r2.detach()))
+        return self.weight * self.world * r2
+
+    def notes(self, batch_size):
+        need = min_rows(self.model.cfg.z_style)
+        if batch_size >= need:
+            return []
+        return [f"--style-decorrelate counts a label only in batches of at least {need} examples with it "
+                f"observed (2 x the style size); this run's batches are {batch_size}, so the penalty never "
+                f"acts: raise --batch-size"]

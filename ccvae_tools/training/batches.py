@@ -1,0 +1,77 @@
+"""Batches: which train examples keep their labels, each epoch's order, and gathering a batch
+(images from the decoded cache's memory map, or from the GPU when the data fits there)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from ccvae_tools.data.base import Decoded
+
+
+def labelled_mask(labels: np.ndarray, train_idx: np.ndarray, opts) -> np.ndarray:
+    """Which train examples keep their labels: the first sup_frac of the train split (the paper's
+    semantics), or a seeded random share. Returns a bool array over all examples."""
+    n_lab = int(round(opts.sup_frac * len(train_idx)))
+    n_lab = max(n_lab, 1) if len(train_idx) else 0
+    if opts.sup_select == "first":
+        chosen = train_idx[:n_lab]
+    else:
+        chosen = np.sort(np.random.default_rng([opts.seed, 7]).permutation(train_idx)[:n_lab])
+    keep = np.zeros(len(labels), dtype=bool)
+    keep[chosen] = True
+    return keep
+
+
+def epoch_order(train_idx: np.ndarray, labelled: np.ndarray, opts, epoch: int,
+                ) -> np.ndarray:
+    """The epoch's example order: every train example once, labelled ones `sup_oversample` times
+    (fractional part drawn), shuffled by (seed, epoch) so that a resumed run sees the same order."""
+    rng = np.random.default_rng([opts.seed, epoch])
+    idx = train_idx
+    extra = opts.sup_oversample - 1.0
+    if extra > 0:
+        lab = train_idx[labelled[train_idx]]
+        reps = [lab] * int(math.floor(extra))
+        frac = extra - math.floor(extra)
+        if frac > 0:
+            reps.append(rng.permutation(lab)[: int(round(frac * len(lab)))])
+        idx = np.concatenate([idx] + reps)
+    return rng.permutation(idx)
+
+
+class Batches:
+    """Gather batches of images and labels, from a memory map or from the device."""
+
+    def __init__(self, data: Decoded, labels: np.ndarray, device, on_device: bool):
+        self.torch = torch
+        self.device = device
+        self.labels = torch.from_numpy(np.ascontiguousarray(labels)).to(device)
+        self.images = data.images
+        self.dev_images = None
+        if on_device:
+            self.dev_images = torch.from_numpy(np.ascontiguousarray(data.images)).to(device)
+
+    def get(self, idx: np.ndarray):
+        torch = self.torch
+        if self.dev_images is not None:
+            ti = torch.from_numpy(idx).to(self.device)
+            x = self.dev_images.index_select(0, ti)
+        else:
+            order = np.argsort(idx, kind="stable")          # sequential reads from the memmap
+            rows = np.empty((len(idx),) + self.images.shape[1:], dtype=np.uint8)
+            rows[order] = self.images[idx[order]]
+            x = torch.from_numpy(rows).to(self.device, non_blocking=True)
+            ti = torch.from_numpy(idx).to(self.device)
+        x = x.float().div_(255.0)
+        lab = self.labels.index_select(0, ti)
+        observed = ~torch.isnan(lab)
+        y = torch.nan_to_num(lab, nan=0.0).long()
+        return x, y, observed
+
+
+def fits_on_device(images: np.ndarray, device) -> bool:
+    free, _ = torch.cuda.mem_get_info(device)
+    return images.nbytes < 0.5 * free

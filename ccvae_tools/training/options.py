@@ -1,0 +1,185 @@
+"""Training options, declared once: each is a field of `TrainOptions` with its default, its help
+text, the check it must pass, whether `--resume` may change it and whether the model card shows it.
+`ccvae train`'s flags (cli/train.py), the checks, `ccvae info`'s list and the README table
+(docs/make_reference.py) are all derived from these fields. Presets sit between the defaults and
+what the user gives. No torch or numpy here: `ccvae info` reads this without loading them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import MISSING, Field, asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from ccvae_tools.util.device import DEVICE_CHOICES, check_device_name
+from ccvae_tools.util.errors import UsageError
+
+
+def option(default: Any, help: str, *, choices: tuple | None = None, minimum: float | None = None,
+           resume: bool = False, card: bool = False, cli: bool = True, metavar: str | None = None,
+           envvar: str | None = None, comma_list: bool = False) -> Any:
+    """A training option: `resume` = a resumed run may change it; `card` = `ccvae info` shows it;
+    `cli` = `ccvae train` has a flag for it; `comma_list` = the flag takes "a,b,c"."""
+    meta = dict(help=help, choices=choices, minimum=minimum, resume=resume, card=card, cli=cli,
+                metavar=metavar, envvar=envvar, comma_list=comma_list)
+    return field(default=default, metadata=meta)
+
+
+@dataclass
+class TrainOptions:
+    data: str = option("", "Data folder or CSV (not needed with --resume).", cli=False)
+    format: str = option("auto", "auto | celeba | chexpert | folder", card=True)
+    labels: list[str] | None = option(None, "Comma-separated label names (default: all, or the paper's 18 on "
+                                      "CelebA).", comma_list=True)
+    sup_frac: float = option(1.0, "Labelled fraction of the train split.", card=True)
+    sup_select: str = option("first", "first (the paper: the first fraction) | random (seeded)",
+                             choices=("first", "random"), card=True)
+    sup_oversample: float = option(1.0, "Times each labelled image is seen per epoch (1: paper).", minimum=1.0)
+    epochs: int = option(50, "Epochs.", minimum=1, resume=True)
+    batch_size: int = option(200, "Batch size (all GPUs together).", minimum=1, card=True)
+    lr: float = option(1e-4, "Adam learning rate.", card=True)
+    z_style: int = option(27, "Style latent size d_s.", card=True)
+    label_dim: int = option(1, "Latent size d_i of each label's block.", card=True)
+    widths: str = option("", "Channels of the encoder's stride-2 convolutions (the decoder mirrors them), e.g. "
+                         "64,64,64,128 at 64 px (default: the paper's 32,32,64,128).", card=True)
+    image_size: int = option(64, "32, 64 or 128.", choices=(32, 64, 128), card=True)
+    crop: str = option("auto", "auto | center | squash | N (centre crop size)", card=True)
+    uncertain: str = option("ignore", "CheXpert -1: ignore | ones | zeros")
+    likelihood_scale: float = option(1.0, "Laplace scale b of p(x|z).", card=True)
+    draws: int = option(100, "K: draws for q^(y|x) (default 100).", minimum=1, card=True)
+    classifier_weight: float = option(100.0, "alpha: extra weight on log q^(y|x) in the loss (default 100; 0 = "
+                                      "the paper's objective, as --preset paper).", minimum=0, card=True)
+    style_adversary: float = option(0.0, "lambda: train z_s to hide the labels from an adversary that reads them "
+                                    "from z_s (ours; default 0 = off).", minimum=0, card=True)
+    style_decorrelate: float = option(0.0, "lambda: penalise the share of each label that a linear read-out of "
+                                      "z_s explains in the batch (R^2; ours; default 0 = off).", minimum=0, card=True)
+    kl_warmup: float = option(0.0, "Epochs over which the latent cost of the loss rises from 0 to 1 (ours; "
+                              "default 0 = off).", minimum=0, card=True)
+    swap_cycle: float = option(0.0, "gamma: train the decoder to draw the labels of swapped codes, as the model's "
+                               "own classifier reads them (ours; default 0 = off).", minimum=0, card=True)
+    init_from: str | None = option(None, "Start from a weights file (fine-tuning); the network's shape and labels "
+                                   "come from it.", metavar="WEIGHTS", card=True)
+    device: str = option("auto", " | ".join(DEVICE_CHOICES), envvar="CCVAE_DEVICE", resume=True)
+    precision: str = option("fp32", "fp32 | bf16 | fp16 (CUDA)", choices=("fp32", "bf16", "fp16"), card=True)
+    out: str = option("runs", "Folder of run folders (default runs).", resume=True)
+    seed: int = option(0, "Seed of everything random.")
+    preset: str | None = option(None, "paper | avatars", card=True)
+    eval_every: int = option(1, "Evaluate every N epochs.", resume=True)
+    preview_every: int = option(5, "Preview images every N epochs.", resume=True)
+    checkpoint_minutes: float = option(5.0, "Checkpoint every N minutes too (0: every step).", resume=True)
+    max_eval: int = option(5000, "Validation images per evaluation.", cli=False)
+    max_steps: int = option(0, "Stop after N steps in total.", resume=True)
+    workers: int = option(0, "Processes for decoding the cache.", resume=True)
+    on_bad: str = option("skip", "Unreadable images: skip | fail", choices=("skip", "fail"))
+    cache_dir: str | None = option(None, "Where to keep the decoded cache.")
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # The paper's CelebA protocol: 18 labels, 64 px squashed frames, z = 18 + 27, Adam 1e-4, batch 200.
+    "paper": dict(format="celeba", labels=None, image_size=64, crop="squash", z_style=27, lr=1e-4,
+                  batch_size=200, epochs=200, draws=100, classifier_weight=0.0),
+    # The shipped default: generated avatars (`ccvae data avatars`), trained on a CPU.
+    "avatars": dict(format="celeba", image_size=64, crop="auto", z_style=27, lr=1e-3, batch_size=64,
+                    epochs=50, draws=100, classifier_weight=100.0, style_adversary=50.0),
+}
+
+
+def option_fields() -> list[Field]:
+    return list(fields(TrainOptions))
+
+
+def flag_of(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def resumable_options() -> tuple[str, ...]:
+    """What may change when a run is resumed; everything else comes from the run's options.json."""
+    return tuple(f.name for f in option_fields() if f.metadata["resume"])
+
+
+def card_options() -> tuple[str, ...]:
+    """The options `ccvae info` shows: those that describe how the model was trained."""
+    return tuple(f.name for f in option_fields() if f.metadata["card"])
+
+
+def default_of(f: Field) -> Any:
+    return f.default if f.default is not MISSING else f.default_factory()  # type: ignore[misc]
+
+
+def resolve_options(explicit: dict[str, Any]) -> TrainOptions:
+    """Defaults, then the preset, then what the user gave explicitly (None = not given)."""
+    given = {k: v for k, v in explicit.items() if v is not None}
+    preset = given.get("preset")
+    values: dict[str, Any] = {}
+    if preset is not None:
+        if preset not in PRESETS:
+            raise UsageError(f"unknown --preset {preset!r}; choose one of {', '.join(PRESETS)}")
+        values.update(PRESETS[preset])
+    values.update(given)
+    unknown = set(values) - {f.name for f in option_fields()}
+    if unknown:
+        raise UsageError(f"unknown training options: {', '.join(sorted(unknown))}")
+    opts = TrainOptions(**values)
+    check_options(opts)
+    return opts
+
+
+def _or_list(values: tuple) -> str:
+    words = [str(v) for v in values]
+    return words[0] if len(words) == 1 else f"{', '.join(words[:-1])} or {words[-1]}"
+
+
+def check_options(opts: TrainOptions) -> None:
+    """Each field's declared check (choices, minimum), then the few that relate options."""
+    for f in option_fields():
+        value, meta = getattr(opts, f.name), f.metadata
+        if meta["choices"] is not None and value not in meta["choices"]:
+            raise UsageError(f"{flag_of(f.name)} must be {_or_list(meta['choices'])}, got {value!r}")
+        if meta["minimum"] is not None and value < meta["minimum"]:
+            raise UsageError(f"{flag_of(f.name)} must be >= {meta['minimum']:g}, got {value!r}")
+    if not 0.0 < opts.sup_frac <= 1.0:
+        raise UsageError(f"--sup-frac must be in (0, 1], got {opts.sup_frac}")
+    opts.device = check_device_name(opts.device)
+    parse_widths(opts.widths, opts.image_size)
+
+
+def parse_widths(text: str, image_size: int) -> tuple[int, ...]:
+    """--widths "64,64,64,128" -> (64, 64, 64, 128); "" -> () (the paper's widths for the image size).
+    One width per stride-2 convolution: 3 at 32 px, 4 at 64 px, 5 at 128 px."""
+    if not text.strip():
+        return ()
+    try:
+        widths = tuple(int(w) for w in text.split(","))
+    except ValueError:
+        raise UsageError(f"--widths must be comma-separated whole numbers, got {text!r}") from None
+    need = {32: 3, 64: 4, 128: 5}.get(image_size)
+    if need is not None and len(widths) != need:
+        raise UsageError(f"--widths needs {need} numbers at {image_size} px (one per downsampling "
+                         f"convolution), got {len(widths)}")
+    if min(widths) < 1:
+        raise UsageError("--widths must all be >= 1")
+    return widths
+
+
+def take_shape_from(opts: TrainOptions) -> None:
+    """--init-from W: the network's shape (image size, widths, latent sizes, labels) comes from W."""
+    from ccvae_tools.model.weights import read_metadata
+
+    path = Path(opts.init_from)
+    if not path.is_file():
+        raise UsageError(f"--init-from {path}: no such weights file")
+    try:
+        cfg = read_metadata(path)["ccvae.config"]
+    except Exception as e:  # noqa: BLE001 - any unreadable header is the user's file, not our bug
+        raise UsageError(f"--init-from {path}: not a ccvae weights file ({e})") from None
+    dims = set(cfg.get("label_dims") or [1])
+    if len(dims) != 1:
+        raise UsageError(f"--init-from {path}: label blocks of different sizes cannot be trained on")
+    opts.labels = opts.labels or [lab["name"] for lab in cfg["labels"]]
+    opts.image_size = int(cfg["image_size"])
+    opts.widths = ",".join(str(w) for w in cfg.get("widths") or ())
+    opts.z_style = int(cfg["z_style"])
+    opts.label_dim = dims.pop()
