@@ -1,7 +1,8 @@
-"""Write docs/cli.md from the live `--help` of every `ccvae` command and sub-command.
+"""Write docs/cli.md from the live `--help` of every `ccvae` command and sub-command, and the
+README's table of training options from their declarations (ccvae_tools/training/options.py).
 
-    python docs/make_reference.py            # (re)write docs/cli.md
-    python docs/make_reference.py --check    # exit 1 if docs/cli.md is not what would be written
+    python docs/make_reference.py            # (re)write docs/cli.md and the README's table
+    python docs/make_reference.py --check    # exit 1 if either is not what would be written
 
 The help is rendered at a fixed width (100 columns), without colour, so the file does not depend on
 the terminal it was made in. Commands appear in the order the command line registers them, each
@@ -31,8 +32,11 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from ccvae_tools.cli import app  # noqa: E402
+from ccvae_tools.training.options import PRESETS, default_of, flag_of, option_fields  # noqa: E402
 
 OUTPUT = ROOT / "docs" / "cli.md"
+README = ROOT / "README.md"
+TABLE_BEGIN, TABLE_END = "<!-- train-options:begin -->", "<!-- train-options:end -->"
 PROG = "ccvae"
 
 HEADER = """\
@@ -103,25 +107,62 @@ def render() -> str:
     return "\n".join(parts).rstrip() + "\n"
 
 
+def _cell(value) -> str:
+    if value is None:
+        return "none"
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value).replace("|", "\\|")
+
+
+def render_train_options() -> str:
+    """The README's table: one row per `ccvae train` option, from its declaration."""
+    presets = list(PRESETS)
+    rows = ["| option | default | " + " | ".join(f"`--preset {p}`" for p in presets) + " | resumable | what it sets |",
+            "| --- | --- | " + " | ".join("---" for _ in presets) + " | --- | --- |"]
+    for f in option_fields():
+        meta = f.metadata
+        if not meta["cli"]:
+            continue
+        default = meta["shown"] or _cell(default_of(f))
+        preset_cells = [_cell(PRESETS[p][f.name]) if PRESETS[p].get(f.name) is not None else "" for p in presets]
+        rows.append(f"| `{flag_of(f.name)}` | {default} | " + " | ".join(preset_cells)
+                    + f" | {'yes' if meta['resume'] else ''} | {_cell(meta['help'])} |")
+    return "\n".join(rows)
+
+
+def readme_with_table(readme: str) -> str:
+    """README.md with the text between the table's markers replaced by the generated table."""
+    start, end = readme.index(TABLE_BEGIN) + len(TABLE_BEGIN), readme.index(TABLE_END)
+    return readme[:start] + "\n" + render_train_options() + "\n" + readme[end:]
+
+
+def _write(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Write docs/cli.md from the live --help of every command.")
     parser.add_argument("--check", action="store_true",
                         help="do not write; exit 1 if docs/cli.md differs from what would be written")
     parser.add_argument("--output", type=Path, default=OUTPUT, help="file to write or check (default: docs/cli.md)")
     args = parser.parse_args(argv)
-    text = render()
+    wanted = {args.output: render()}
+    readme = README.read_text(encoding="utf-8")
+    wanted[README] = readme_with_table(readme)
     if args.check:
-        current = args.output.read_text(encoding="utf-8") if args.output.exists() else None
-        if current != text:
-            print(f"{args.output} is out of date: run `python docs/make_reference.py`", file=sys.stderr)
-            return 1
-        print(f"{args.output} is up to date")
-        return 0
+        stale = [p for p, text in wanted.items() if (p.read_text(encoding="utf-8") if p.exists() else None) != text]
+        for path in stale:
+            print(f"{path} is out of date: run `python docs/make_reference.py`", file=sys.stderr)
+        if not stale:
+            print(f"{args.output} and the README's option table are up to date")
+        return 1 if stale else 0
     args.output.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.output.with_name(args.output.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(args.output)
-    print(f"wrote {args.output}")
+    for path, text in wanted.items():
+        _write(path, text)
+        print(f"wrote {path}")
     return 0
 
 

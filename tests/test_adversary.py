@@ -12,7 +12,7 @@ from safetensors.torch import load_file
 from ccvae_tools.objective.adversary import StyleAdversary, adversary_loss, style_penalty
 from ccvae_tools.model.network import CCVAE, ModelConfig
 from ccvae_tools.data.base import Label
-from tests.test_train import opts_for
+from helpers.options import opts_for
 from ccvae_tools.training.loop import train
 
 

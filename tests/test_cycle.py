@@ -14,7 +14,7 @@ from ccvae_tools.model.network import CCVAE, ModelConfig
 from ccvae_tools.training.loop import train
 from ccvae_tools.model.weights import load_model
 
-from test_train import opts_for
+from helpers.options import opts_for
 
 
 def tiny_model() -> CCVAE:

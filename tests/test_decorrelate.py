@@ -17,7 +17,7 @@ from ccvae_tools.util.errors import UsageError
 from ccvae_tools.training.loop import train
 from ccvae_tools.training.options import resolve_options
 from ccvae_tools.model.weights import read_metadata
-from tests.test_train import opts_for
+from helpers.options import opts_for
 
 
 def _ols_r2(z: np.ndarray, t: np.ndarray) -> float:

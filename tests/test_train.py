@@ -20,15 +20,7 @@ from ccvae_tools.training.batches import epoch_order, labelled_mask
 from ccvae_tools.training.loop import train
 from ccvae_tools.training.options import TrainOptions, resolve_options
 from ccvae_tools.model.weights import load_model, read_metadata
-
-TINY = dict(image_size=32, epochs=2, batch_size=32, draws=8, lr=1e-3, z_style=4, preview_every=1,
-            workers=1, device="cpu")
-
-
-def opts_for(data: Path, tmp: Path, **kw) -> TrainOptions:
-    return resolve_options({**TINY, "data": str(data), "out": str(tmp / "runs"),
-                            "cache_dir": str(tmp / "cache"), **kw})
-
+from helpers.options import opts_for
 
 def run_cli(*args, cwd=None, check=False):
     return subprocess.run([sys.executable, "-m", "ccvae_tools", *map(str, args)], capture_output=True,

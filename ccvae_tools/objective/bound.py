@@ -1,4 +1,4 @@
-"""The CCVAE objective (method.md section 3): one bound for labelled, partly labelled and unlabelled data.
+"""The CCVAE objective (docs/method.md §3): one bound for labelled, partly labelled and unlabelled data.
 
 For an example x with observed labels O (a mask over labels):
 
@@ -37,8 +37,8 @@ class BoundTerms(NamedTuple):
     log_q_hat: torch.Tensor         # log q^(y_O | x)   (0 when nothing is observed)
     log_w: torch.Tensor             # log w(z), detached
     F: torch.Tensor                 # F(x, z) at the sample
-    mu_s: torch.Tensor              # the posterior mean of z_s (for the style adversary, ours)
-    mu_c: torch.Tensor              # the posterior mean of z_c (for the swap cycle, ours)
+    mu_s: torch.Tensor              # the posterior mean of z_s (the encoder's output the bound uses)
+    mu_c: torch.Tensor              # the posterior mean of z_c
 
 
 def _normal_log_prob(z: torch.Tensor, loc: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:

@@ -17,11 +17,12 @@ from ccvae_tools.util.errors import UsageError
 
 def option(default: Any, help: str, *, choices: tuple | None = None, minimum: float | None = None,
            resume: bool = False, card: bool = False, cli: bool = True, metavar: str | None = None,
-           envvar: str | None = None, comma_list: bool = False) -> Any:
+           envvar: str | None = None, comma_list: bool = False, shown: str | None = None) -> Any:
     """A training option: `resume` = a resumed run may change it; `card` = `ccvae info` shows it;
-    `cli` = `ccvae train` has a flag for it; `comma_list` = the flag takes "a,b,c"."""
+    `cli` = `ccvae train` has a flag for it; `comma_list` = the flag takes "a,b,c"; `shown` = how
+    the README's table states the default when the value alone would not say it."""
     meta = dict(help=help, choices=choices, minimum=minimum, resume=resume, card=card, cli=cli,
-                metavar=metavar, envvar=envvar, comma_list=comma_list)
+                metavar=metavar, envvar=envvar, comma_list=comma_list, shown=shown)
     return field(default=default, metadata=meta)
 
 
@@ -30,7 +31,8 @@ class TrainOptions:
     data: str = option("", "Data folder or CSV (not needed with --resume).", cli=False)
     format: str = option("auto", "auto | celeba | chexpert | folder", card=True)
     labels: list[str] | None = option(None, "Comma-separated label names (default: all, or the paper's 18 on "
-                                      "CelebA).", comma_list=True)
+                                      "CelebA).", comma_list=True,
+                                      shown="all (CelebA: the paper's 18)")
     sup_frac: float = option(1.0, "Labelled fraction of the train split.", card=True)
     sup_select: str = option("first", "first (the paper: the first fraction) | random (seeded)",
                              choices=("first", "random"), card=True)
@@ -41,7 +43,8 @@ class TrainOptions:
     z_style: int = option(27, "Style latent size d_s.", card=True)
     label_dim: int = option(1, "Latent size d_i of each label's block.", card=True)
     widths: str = option("", "Channels of the encoder's stride-2 convolutions (the decoder mirrors them), e.g. "
-                         "64,64,64,128 at 64 px (default: the paper's 32,32,64,128).", card=True)
+                         "64,64,64,128 at 64 px (default: the paper's 32,32,64,128).", card=True,
+                         shown="the paper's")
     image_size: int = option(64, "32, 64 or 128.", choices=(32, 64, 128), card=True)
     crop: str = option("auto", "auto | center | squash | N (centre crop size)", card=True)
     uncertain: str = option("ignore", "CheXpert -1: ignore | ones | zeros")
@@ -68,10 +71,11 @@ class TrainOptions:
     preview_every: int = option(5, "Preview images every N epochs.", resume=True)
     checkpoint_minutes: float = option(5.0, "Checkpoint every N minutes too (0: every step).", resume=True)
     max_eval: int = option(5000, "Validation images per evaluation.", cli=False)
-    max_steps: int = option(0, "Stop after N steps in total.", resume=True)
-    workers: int = option(0, "Processes for decoding the cache.", resume=True)
+    max_steps: int = option(0, "Stop after N steps in total.", resume=True, shown="0 (no limit)")
+    workers: int = option(0, "Processes for decoding the cache.", resume=True, shown="0 (one per core)")
     on_bad: str = option("skip", "Unreadable images: skip | fail", choices=("skip", "fail"))
-    cache_dir: str | None = option(None, "Where to keep the decoded cache.")
+    cache_dir: str | None = option(None, "Where to keep the decoded cache.",
+                                   shown="`DATA/.ccvae-cache` (else `~/.cache/ccvae`)")
 
     def to_json(self) -> dict:
         return asdict(self)
