@@ -8,9 +8,9 @@ DATA: a `ccvae data avatars` folder. Codes of 5,000 train and the first 1,000 te
 import sys, numpy as np, torch
 from pathlib import Path
 from ccvae_tools.model.api import load
-from ccvae_tools.cli.evaluate import open_eval_data
-from ccvae_tools.evaluation.evaluate import (fit_softmax_regression, load_ground_truth, capture_class, coarse_variants,
-                                  chance_level)
+from ccvae_tools.evaluation.run import open_eval_data
+from ccvae_tools.evaluation.metrics import fit_softmax_regression, coarse_variants, chance_level
+from ccvae_tools.evaluation.truth import load_ground_truth, capture_class
 from ccvae_tools.data.base import TRAIN, TEST
 
 def mlp_acc(xtr, ytr, xte, yte, steps=600, seed=0):

@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 import torch
 
-from ccvae_tools.evaluation import evaluate as ev
+from ccvae_tools.evaluation import metrics as ev
+from ccvae_tools.evaluation.truth import capture_class
 from cli_run import run_cli
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -100,10 +101,10 @@ def test_capture_edge_cases():
 def test_capture_class_picks_the_class_with_variants():
     labels = np.array([1, 1, 0, 0, np.nan])
     smile = np.array(["smile", "tongue", "sad", "serious", "smile"], dtype=object)
-    assert ev.capture_class(labels, smile, 2) == 1
+    assert capture_class(labels, smile, 2) == 1
     beard = np.array(["none", "none", "beardLight/#2c1b18", "moustacheFancy/#c93305", "none"], dtype=object)
-    assert ev.capture_class(labels, beard, 2) == 0            # No_Beard: the beard lives in class 0
-    assert ev.capture_class(labels, np.array(["x"] * 5, dtype=object), 2) == "skip"
+    assert capture_class(labels, beard, 2) == 0            # No_Beard: the beard lives in class 0
+    assert capture_class(labels, np.array(["x"] * 5, dtype=object), 2) == "skip"
 
 
 def test_leakage_success_and_carried():
@@ -187,7 +188,7 @@ def judge_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def judge200(decoded200, judge_dir):
     """Trained once; saved where `ccvae eval --judge judge_dir` looks, so the command reuses it."""
-    from ccvae_tools.cli.evaluate import judge_path
+    from ccvae_tools.evaluation.run import judge_path
     from ccvae_tools.evaluation.judge import data_fingerprint, load_or_train_judge
 
     path = judge_path(str(judge_dir), Path("unused.safetensors"), decoded200.name, 32, data_fingerprint(decoded200))
@@ -266,13 +267,45 @@ def test_judge_multiclass_and_missing_labels():
 @pytest.fixture(scope="module")
 def avatar_model(avatar_dir_200, tmp_path_factory) -> Path:
     """A 32 px model with the avatar labels, trained for one epoch (a few seconds)."""
-    from ccvae_tools.training.loop import resolve_options, train
+    from ccvae_tools.training.loop import train
+    from ccvae_tools.training.options import resolve_options
 
     out = tmp_path_factory.mktemp("evalruns")
     run = train(resolve_options(dict(data=str(avatar_dir_200), image_size=32, epochs=1, batch_size=64,
                                       z_style=8, draws=10, preview_every=0, workers=1, device="cpu",
                                       out=str(out), seed=0)))
     return Path(run) / "model.safetensors"
+
+
+def test_eval_and_training_share_one_heldout_pass(decoded200, avatar_model):
+    """Parts 1-2 of `ccvae eval` and training's held-out metrics are one pass: the same numbers for
+    the same images, batch size, draws and seed (0)."""
+    import contextlib
+
+    from ccvae_tools.data.base import TEST, TRAIN
+    from ccvae_tools.evaluation.evaluate import evaluate_model
+    from ccvae_tools.evaluation.heldout import heldout_metrics
+    from ccvae_tools.evaluation.metrics import majority_classes
+    from ccvae_tools.model.api import load
+
+    m = load(avatar_model)
+
+    class Images:                                   # what training's batches give the pass
+        device = m.device
+
+        def get(self, idx):
+            return m.to_tensor(decoded200.images[idx]), None, None
+
+    idx = decoded200.indices(TEST)
+    majority = majority_classes(decoded200.labels, decoded200.indices(TRAIN))
+    rng_before = torch.get_rng_state()
+    held = heldout_metrics(m.model, Images(), idx, decoded200.labels, majority, 8, 5, contextlib.nullcontext)
+    report = evaluate_model(m, decoded200, split=TEST, seed=0, draws=5, batch_size=8, capture_cap=20)
+    assert torch.equal(torch.get_rng_state(), rng_before)      # both leave the global RNG alone
+    mt = report["metrics"]
+    assert mt["images"] == held["images"] == len(idx)
+    for key in ("bound", "recon_l1", "accuracy", "balanced_accuracy", "majority_baseline", "mean_accuracy"):
+        assert mt[key] == held[key], key
 
 
 def run_proc(args, timeout: int = 300) -> subprocess.CompletedProcess:

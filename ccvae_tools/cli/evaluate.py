@@ -1,15 +1,14 @@
-"""`ccvae eval`: held-out numbers for a model (quality.md, Science).
+"""`ccvae eval`: held-out numbers for a model (docs/method.md section 5.8).
 
 Classification of q(y|x) against the majority baseline, reconstruction and bound, characteristic
 capture (data with ground-truth variants: generated avatars), and edits and conditional samples
-scored by an independent judge (`ccvae_tools.evaluation.judge`). The metric code lives in
-`ccvae_tools.evaluation.evaluate`; this module opens the model and the data, finds or trains the judge, prints
-and optionally stores the result in the weights file.
+scored by an independent judge (`ccvae_tools.evaluation.judge`). The evaluation itself, opening the
+data, finding the judge and storing the metrics live in `ccvae_tools.evaluation` (`run`, `evaluate`);
+this module parses the options and prints the result.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import sys
@@ -19,122 +18,16 @@ from typing import Any, Optional
 import typer
 
 from ccvae_tools.cli.params import DEVICE, MODEL, Commands
-from ccvae_tools.util.errors import CcvaeError, DataError, UsageError
+from ccvae_tools.util.errors import CcvaeError, UsageError
 
 commands = Commands()
 register = commands.register
-
-SPLITS = {"train": 0, "valid": 1, "test": 2}
-JUDGE_FOLDER = ".ccvae-judges"
 
 
 def _say(msg: str) -> None:
     from ccvae_tools.util.console import err
 
     err.print(msg, markup=False, highlight=False)
-
-
-def _train_options(meta: dict) -> dict:
-    train = meta.get("ccvae.train")
-    opts = train.get("options") if isinstance(train, dict) else None
-    return opts if isinstance(opts, dict) else {}
-
-
-def open_eval_data(data: Path, meta: dict, fmt: Optional[str], images: Optional[Path],
-                   uncertain: Optional[str], workers: Optional[int] = None):
-    """The data set decoded exactly as the model's input (its `ccvae.preprocess`), with the model's
-    labels in the model's order. DataError when the data lacks a model label."""
-    import dataclasses
-
-    from ccvae_tools.data.base import Label, Preprocess
-    from ccvae_tools.data.cache import load_decoded
-    from ccvae_tools.data.readers import open_catalog
-
-    pre = Preprocess.from_json(meta["ccvae.preprocess"])
-    model_labels = [Label.from_json(d) for d in meta["ccvae.labels"]]
-    names = [lab.name for lab in model_labels]
-    opts = _train_options(meta)
-    fmt = fmt or opts.get("format") or "auto"
-    uncertain = uncertain or opts.get("uncertain") or "ignore"
-    crop = "squash" if pre.crop == "squash" else (str(pre.crop_size) if pre.crop_size else "center")
-    try:
-        catalog = open_catalog(data, fmt=fmt, labels=names, size=pre.size, crop=crop, uncertain=uncertain,
-                               images_dir=images)
-    except UsageError as e:
-        if "unknown label" not in str(e):
-            raise
-        raise DataError(f"{data} does not have the model's labels: {e}; the model's labels are "
-                        f"{', '.join(names)}") from None
-    for got, want in zip(catalog.label_info, model_labels):
-        if got.num_classes != want.num_classes:
-            raise DataError(f"{data}: label {want.name} has {got.num_classes} classes in the data "
-                            f"({'/'.join(got.classes)}) but {want.num_classes} in the model "
-                            f"({'/'.join(want.classes)})")
-    # decode with the model's own preprocessing (crop, size, channels), labels spelled as the model's
-    catalog = dataclasses.replace(catalog, preprocess=pre, label_info=model_labels)
-    return catalog, load_decoded(catalog, workers=workers)
-
-
-def judge_path(option: Optional[str], weights: Path, data_name: str, size: int, fingerprint: str) -> Path:
-    """--judge FILE.safetensors, --judge FOLDER, or next to the weights in JUDGE_FOLDER (else the user
-    cache). The file name carries the data fingerprint, so judges of several data sets coexist."""
-    name = f"judge-{data_name}-{size}px-{fingerprint[:10]}.safetensors"
-    if option:
-        p = Path(os.path.expanduser(option))
-        if p.suffix.lower() == ".safetensors":
-            if not p.parent.is_dir():
-                raise CcvaeError(f"--judge {option}: the folder {str(p.parent)!r} does not exist; create it first")
-            return p
-        if p.exists() and not p.is_dir():
-            raise UsageError(f"--judge {option}: not a folder and not a .safetensors file")
-        try:
-            p.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise CcvaeError(f"--judge {option}: cannot create the folder ({e.strerror or e})") from None
-        return p / name
-    # next to the weights, in a hidden folder: a `weights/*.safetensors` glob (packaging, `ccvae info
-    # FOLDER` hints) never mistakes a judge for a model
-    here = weights.parent / JUDGE_FOLDER
-    try:
-        here.mkdir(exist_ok=True)
-        if os.access(here, os.W_OK | os.X_OK):
-            return here / f"{weights.stem}.{name}"
-    except OSError:
-        pass
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    base = (Path(xdg) if xdg else Path.home() / ".cache") / "ccvae" / "judges"
-    base.mkdir(parents=True, exist_ok=True)
-    return base / name
-
-
-class _Tensors:
-    """A state dict from a file, in the shape `weights.save_model` takes (anything with state_dict())."""
-
-    def __init__(self, tensors: dict):
-        self.tensors = tensors
-
-    def state_dict(self) -> dict:
-        return self.tensors
-
-
-def write_metrics(path: Path, metrics: dict, stat_before: os.stat_result | None = None) -> None:
-    """Rewrite the weights file's `ccvae.metrics` metadata atomically, every tensor and every other
-    metadata entry unchanged. Refuses when the file changed since `stat_before` (a training run
-    wrote a new checkpoint meanwhile: these numbers are not about it)."""
-    from safetensors.torch import load_file
-
-    from ccvae_tools.model.weights import read_header, read_metadata, save_model
-
-    if stat_before is not None:
-        now = path.stat()
-        if (now.st_mtime_ns, now.st_size) != (stat_before.st_mtime_ns, stat_before.st_size):
-            raise CcvaeError(f"{path}: the weights file changed during the evaluation; metrics not "
-                             f"written (run ccvae eval again)")
-    raw = dict(read_header(path)["metadata"])
-    raw["ccvae.metrics"] = json.dumps(metrics, allow_nan=False)
-    tensors = load_file(str(path))
-    save_model(_Tensors(tensors), path, raw)
-    read_metadata(path)            # the file we wrote reads back
 
 
 # ----------------------------------------------------------------------------------------------
@@ -151,33 +44,55 @@ def _f(v: Any, digits: int = 3) -> str:
 
 def render_report(report: dict) -> list:
     """Rich renderables for stdout: a summary, one row per label, and the capture table."""
-    from rich import box
-    from rich.table import Table
+    mt = report["metrics"]
+    out = _summary(report)
+    out.append(_label_table(mt))
+    if mt.get("labels_from_style"):
+        out.append(_text("from z_s: the label read from z_s by a linear probe; near the majority column when z_s "
+                         "leaves the label to z_c"))
+    out += _capture(mt)
+    skipped = (report.get("details") or {}).get("capture_skipped")
+    if skipped:
+        out.append(_text("capture skipped: " + "; ".join(f"{k}: {v}" for k, v in skipped.items())))
+    return out
+
+
+def _text(line: str):
     from rich.text import Text
 
+    return Text(line)
+
+
+def _summary(report: dict) -> list:
+    """The lines above the table: the set evaluated, reconstruction and bound, q(y|x), the judge."""
     mt = report["metrics"]
-    out: list = []
-    head = (f"{report.get('model', '')} on {report.get('data', '')}: {mt['split']} split, {mt['images']:,} images, "
-            f"seed {mt['seed']}")
-    out.append(Text(head))
-    out.append(Text(f"reconstruction L1 {_f(mt.get('recon_l1'), 4)}; bound L(x, y) {_f(mt.get('bound'), 1)} per image "
-                    f"({_f(mt.get('bound_per_pixel'), 4)} per pixel, K = {mt.get('draws')})"))
-    out.append(Text(f"q(y|x) mean accuracy {_f(mt.get('mean_accuracy'))}, balanced {_f(mt.get('mean_balanced_accuracy'))}, "
-                    f"majority baseline {_f(mt.get('mean_majority_baseline'))}"))
-    judge = mt.get("judge") or {}
-    edit = mt.get("edit") or {}
-    samples = mt.get("samples") or {}
+    out = [_text(f"{report.get('model', '')} on {report.get('data', '')}: {mt['split']} split, "
+                 f"{mt['images']:,} images, seed {mt['seed']}"),
+           _text(f"reconstruction L1 {_f(mt.get('recon_l1'), 4)}; bound L(x, y) {_f(mt.get('bound'), 1)} per image "
+                 f"({_f(mt.get('bound_per_pixel'), 4)} per pixel, K = {mt.get('draws')})"),
+           _text(f"q(y|x) mean accuracy {_f(mt.get('mean_accuracy'))}, balanced {_f(mt.get('mean_balanced_accuracy'))}, "
+                 f"majority baseline {_f(mt.get('mean_majority_baseline'))}")]
+    judge, edit, samples = mt.get("judge") or {}, mt.get("edit") or {}, mt.get("samples") or {}
     if judge:
-        out.append(Text(f"judge mean accuracy {_f(judge.get('mean_accuracy'))} (on reconstructions "
-                        f"{_f(judge.get('mean_recon_accuracy'))}); edits: success {_f(edit.get('mean_success'))}, "
-                        f"leakage {_f(edit.get('mean_leakage'))}; samples: carried {_f(samples.get('mean_carried'))}, "
-                        f"diversity {_f(samples.get('mean_diversity'), 4)}"))
+        out.append(_text(f"judge mean accuracy {_f(judge.get('mean_accuracy'))} (on reconstructions "
+                         f"{_f(judge.get('mean_recon_accuracy'))}); edits: success {_f(edit.get('mean_success'))}, "
+                         f"leakage {_f(edit.get('mean_leakage'))}; samples: carried {_f(samples.get('mean_carried'))}, "
+                         f"diversity {_f(samples.get('mean_diversity'), 4)}"))
     cons = mt.get("edit_consistent") or {}
     if cons:
-        out.append(Text(f"consistent edits (plus the fewest other label changes that give a combination seen in "
-                        f"training): success {_f(cons.get('mean_success'))}, leakage on the unchanged labels "
-                        f"{_f(cons.get('mean_leakage'))}"))
+        out.append(_text(f"consistent edits (plus the fewest other label changes that give a combination seen in "
+                         f"training): success {_f(cons.get('mean_success'))}, leakage on the unchanged labels "
+                         f"{_f(cons.get('mean_leakage'))}"))
+    return out
 
+
+def _label_table(mt: dict):
+    """One row per label: q(y|x) against the majority, the label from z_s, and the judge's columns."""
+    from rich import box
+    from rich.table import Table
+
+    judge, edit, samples = mt.get("judge") or {}, mt.get("edit") or {}, mt.get("samples") or {}
+    cons = mt.get("edit_consistent") or {}
     table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, title=None)
     cols = ["label", "accuracy", "balanced", "majority", "beats", "from z_s"]
     if judge:
@@ -187,7 +102,7 @@ def render_report(report: dict) -> list:
         table.add_column(c, justify="left" if c == "label" else "right")
     for name, acc in mt.get("accuracy", {}).items():
         base = mt.get("majority_baseline", {}).get(name)
-        row = [Text(name), _f(acc), _f(mt.get("balanced_accuracy", {}).get(name)), _f(base),
+        row = [_text(name), _f(acc), _f(mt.get("balanced_accuracy", {}).get(name)), _f(base),
                "yes" if base is not None and acc > base else "no",
                _f(mt.get("labels_from_style", {}).get(name))]
         if judge:
@@ -197,33 +112,33 @@ def render_report(report: dict) -> list:
                     _f(samples.get("carried", {}).get(name)), _f(samples.get("diversity", {}).get(name), 4),
                     _f(samples.get("data_diversity", {}).get(name), 4)]
         table.add_row(*row)
-    out.append(table)
-    if mt.get("labels_from_style"):
-        out.append(Text("from z_s: the label read from z_s by a linear probe; near the majority column when z_s "
-                        "leaves the label to z_c"))
+    return table
+
+
+def _capture(mt: dict) -> list:
+    """The characteristic-capture table and its summary line (nothing without a capture block)."""
+    from rich import box
+    from rich.table import Table
 
     capture = mt.get("capture")
-    if capture:
-        ct = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
-        for c in ("characteristic", "variant", "class", "train", "test", "variants", "from z_c", "from z_s", "chance"):
-            ct.add_column(c, justify="left" if c in ("characteristic", "variant") else "right")
-        for name, e in capture.items():
-            for label, v in ((name, e), (f"{name} (coarse)", e.get("coarse"))):
-                if not v:
-                    continue
-                ct.add_row(Text(label), Text(str(v.get("variant"))), _f(e.get("class")), _f(v.get("train")),
-                           _f(v.get("test")), _f(v.get("variants")), _f(v.get("z_c")), _f(v.get("z_s")),
-                           _f(v.get("chance")))
-        out.append(Text("characteristic capture: the within-label variant predicted from z_c^i, from z_s, by chance"))
-        out.append(ct)
-        cs = mt.get("capture_summary")
-        if cs:
-            out.append(Text(f"z_c^i above z_s by at least {cs['margin']:.2f} for {cs['z_c_clearly_above']} of "
-                            f"{cs['labels']} labels (above at all: {cs['z_c_above']}); z_s above z_c^i by as much: "
-                            f"{cs['z_s_clearly_above']}"))
-    skipped = (report.get("details") or {}).get("capture_skipped")
-    if skipped:
-        out.append(Text("capture skipped: " + "; ".join(f"{k}: {v}" for k, v in skipped.items())))
+    if not capture:
+        return []
+    ct = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
+    for c in ("characteristic", "variant", "class", "train", "test", "variants", "from z_c", "from z_s", "chance"):
+        ct.add_column(c, justify="left" if c in ("characteristic", "variant") else "right")
+    for name, e in capture.items():
+        for label, v in ((name, e), (f"{name} (coarse)", e.get("coarse"))):
+            if not v:
+                continue
+            ct.add_row(_text(label), _text(str(v.get("variant"))), _f(e.get("class")), _f(v.get("train")),
+                       _f(v.get("test")), _f(v.get("variants")), _f(v.get("z_c")), _f(v.get("z_s")),
+                       _f(v.get("chance")))
+    out = [_text("characteristic capture: the within-label variant predicted from z_c^i, from z_s, by chance"), ct]
+    cs = mt.get("capture_summary")
+    if cs:
+        out.append(_text(f"z_c^i above z_s by at least {cs['margin']:.2f} for {cs['z_c_clearly_above']} of "
+                         f"{cs['labels']} labels (above at all: {cs['z_c_above']}); z_s above z_c^i by as much: "
+                         f"{cs['z_s_clearly_above']}"))
     return out
 
 
@@ -280,6 +195,7 @@ def eval_cmd(
     """Evaluate a model on held-out data: label accuracy, reconstruction, bound, characteristic capture,
     and edits and samples judged by an independent classifier."""
     from ccvae_tools.cli import io as cli_io
+    from ccvae_tools.evaluation.run import SPLITS, check_splits, open_eval_data, run_eval, write_metrics
 
     if split not in SPLITS:
         raise UsageError(f"--split {split!r}: use one of {', '.join(SPLITS)}")
@@ -288,31 +204,11 @@ def eval_cmd(
         raise CcvaeError(f"--write-metrics: cannot write in {path.parent} (the weights file's folder)")
     stat_before = path.stat()
     catalog, decoded = open_eval_data(data, meta, fmt, images, uncertain, workers)
-    split_id = SPLITS[split]
-    counts = {name: int((decoded.split == i).sum()) for name, i in SPLITS.items()}
-    if counts[split] == 0:
-        raise DataError(f"{data}: the {split} split is empty ({', '.join(f'{k} {v}' for k, v in counts.items())}); "
-                        f"choose another with --split")
-    if counts["train"] == 0:
-        raise DataError(f"{data}: the train split is empty; the majority baseline and the judge need it")
-
-    from ccvae_tools.evaluation.evaluate import evaluate_model, load_ground_truth
-    from ccvae_tools.evaluation.judge import data_fingerprint, load_or_train_judge
-
+    check_splits(data, decoded, split)
     m = cli_io.open_model(str(path), device)
-    fp = data_fingerprint(decoded)
-    jpath = judge_path(judge_opt, path, decoded.name, decoded.preprocess.size, fp)
-    judge = load_or_train_judge(jpath, decoded, epochs=judge_epochs, device=m.device, progress=_say)
-    folders = [catalog.root] + ([data] if data.is_dir() else [data.parent])
-    truth = load_ground_truth(folders, decoded.files, decoded.label_names)
-    if truth is None:
-        _say("eval: no ground-truth variants (avatars.json + avatars.csv) in the data: capture skipped")
-    report = evaluate_model(m, decoded, split=split_id, judge=judge, truth=truth, max_images=max_images,
-                            seed=seed, draws=draws, samples=samples, progress=_say)
-    report = {"model": str(path), "data": str(data),
-              "judge": {"path": str(judge.path), "trained": bool(judge.trained),
-                        "epochs": judge.meta.get("epochs"), "train_images": judge.meta.get("train_images")},
-              **report}
+    report = run_eval(m, path, data, catalog, decoded, SPLITS[split], judge_option=judge_opt,
+                      judge_epochs=judge_epochs, max_images=max_images, seed=seed, draws=draws, samples=samples,
+                      progress=_say)
     if write:
         write_metrics(path, report["metrics"], stat_before)
         _say(f"eval: wrote the metrics into {path} (ccvae.metrics)")

@@ -27,11 +27,11 @@ import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
 from ccvae_tools.util import console
+from ccvae_tools.util.atomic import atomic_write
 from ccvae_tools.data.base import Catalog, Decoded, Preprocess
 from ccvae_tools.util.errors import CcvaeError, DataError, UsageError
 from ccvae_tools.data.images import load_image
@@ -433,13 +433,15 @@ def _labels_key(catalog: Catalog) -> str:
 
 def _write_labels(folder: Path, manifest: dict, catalog: Catalog, labels: np.ndarray,
                   split: np.ndarray) -> None:
-    """Write labels.npy, split.npy and manifest.json (each replaced atomically)."""
+    """Write labels.npy, split.npy and manifest.json (each replaced atomically by util.atomic).
+    An OSError is raised as it is (error=None): `_build` words a full disk itself, and
+    `_record_labels` leaves a read-only cache as it is."""
     manifest["labels_key"] = _labels_key(catalog)
     manifest["labels"] = [lab.to_json() for lab in catalog.label_info]
-    _atomic(folder / "labels.npy", lambda f: np.save(f, labels))
-    _atomic(folder / "split.npy", lambda f: np.save(f, split))
-    _atomic(folder / "manifest.json",
-            lambda f: f.write(json.dumps(manifest, separators=(",", ":")).encode()))
+    atomic_write(folder / "labels.npy", lambda f: np.save(f, labels), error=None)
+    atomic_write(folder / "split.npy", lambda f: np.save(f, split), error=None)
+    atomic_write(folder / "manifest.json",
+                 lambda f: f.write(json.dumps(manifest, separators=(",", ":")).encode()), error=None)
 
 
 def _record_labels(folder: Path, manifest: dict, catalog: Catalog, labels: np.ndarray,
@@ -451,22 +453,6 @@ def _record_labels(folder: Path, manifest: dict, catalog: Catalog, labels: np.nd
         _write_labels(folder, dict(manifest), catalog, labels, split)
     except OSError:
         pass
-
-
-def _atomic(path: Path, write: Callable) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
 
 
 # --- small helpers -------------------------------------------------------------------------------------

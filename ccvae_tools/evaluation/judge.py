@@ -1,7 +1,8 @@
 """The independent judge: a small CNN image classifier trained on the data's TRAIN images and labels.
 
 `ccvae eval` scores interventions (edits, conditional samples) with this judge rather than with the
-model's own q(y|z_c), which would only check that the model agrees with itself (quality.md, Science).
+model's own q(y|z_c), which would only check that the model agrees with itself (docs/method.md
+section 5.8).
 
 - one network for all labels: a binary label has one logit (BCE), a K-class label K logits (CE);
   missing labels (NaN) are left out of the loss
@@ -22,8 +23,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
@@ -34,6 +33,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ccvae_tools.data.base import TRAIN, Decoded, Label
+from ccvae_tools.util.atomic import atomic_write_bytes
 from ccvae_tools.util.errors import CcvaeError
 from ccvae_tools.util.imageops import mild_blur
 
@@ -245,23 +245,14 @@ def data_fingerprint(data: Decoded, split: int = TRAIN) -> str:
 
 
 def save_judge(judge: Judge, path: str | Path) -> Path:
-    """Write the judge as safetensors with its metadata, atomically (temp file, then rename)."""
-    from safetensors.torch import save_file
+    """Write the judge as safetensors with its metadata, atomically (`util.atomic`)."""
+    from safetensors.torch import save
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in judge.net.state_dict().items()}
     meta = {"format": "pt", META_KEY: json.dumps(judge.meta)}
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata=meta)
-        os.replace(tmp, path)
-    except OSError as e:
-        raise CcvaeError(f"{path}: could not write the judge ({e.strerror or e})") from None
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    atomic_write_bytes(path, save(tensors, metadata=meta))
     judge.path = path
     return path
 

@@ -1,7 +1,9 @@
 """Write a file all at once: a temp file in the same folder, fsync, then rename over the target.
 
-A reader never sees a half-written file; on failure no temp file is left and an existing file stays
-intact; errors are one line naming the file (disk full, permission, missing folder).
+The one atomic writer of the package (weights, images, run files, the decoded cache's small files,
+the judge). A reader never sees a half-written file; on failure no temp file is left and an existing
+file stays intact; errors are one line naming the file (disk full, permission, missing folder). The
+file's mode follows the umask (not mkstemp's private 0600).
 """
 
 from __future__ import annotations
@@ -32,10 +34,15 @@ def _umask() -> int:
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None],
-                 error: type[CcvaeError] = CcvaeError) -> Path:
-    """Call write(f) on a binary temp file next to `path`, then rename it to `path`."""
+                 error: type[CcvaeError] | None = CcvaeError) -> Path:
+    """Call write(f) on a binary temp file next to `path`, then rename it to `path`.
+
+    An OSError becomes `error` with a one-line message; with error=None it is raised as it is (for
+    callers that word the failure themselves or let a read-only folder pass). Any other exception,
+    KeyboardInterrupt included, propagates; the temp file is removed in every case.
+    """
     path = Path(path)
-    if not path.parent.is_dir():
+    if error is not None and not path.parent.is_dir():
         raise error(f"{path}: the folder {str(path.parent)!r} does not exist; create it first")
     tmp = None
     try:
@@ -48,6 +55,8 @@ def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None],
         os.replace(tmp, path)
         tmp = None
     except OSError as e:
+        if error is None:
+            raise
         raise error(write_error(path, e)) from None
     finally:
         if tmp is not None:
@@ -58,5 +67,6 @@ def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None],
     return path
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes, error: type[CcvaeError] = CcvaeError) -> Path:
+def atomic_write_bytes(path: str | os.PathLike, data: bytes,
+                       error: type[CcvaeError] | None = CcvaeError) -> Path:
     return atomic_write(path, lambda f: f.write(data), error)

@@ -1,0 +1,74 @@
+"""Ground truth of generated avatars: the within-label variants a data set records about how each
+image was drawn (`avatars.json` + `avatars.csv`: which mouth, which frame, which shade), read for
+the characteristic-capture part of `ccvae eval` (docs/method.md section 5.8).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+
+@dataclass
+class GroundTruth:
+    """Within-label variants of a data set that records its drawing choices (`avatars.json/.csv`)."""
+
+    columns: dict[str, str]                 # data label name -> the column holding its variant
+    values: dict[str, np.ndarray]           # column -> object array, one cell per decoded image (None: unknown)
+    source: Path
+
+    def variants(self, label: str) -> np.ndarray | None:
+        col = self.columns.get(label)
+        return None if col is None else self.values.get(col)
+
+
+def load_ground_truth(folders: Sequence[Path], files: Sequence[str], label_names: Sequence[str]
+                      ) -> GroundTruth | None:
+    """Read avatars.json + avatars.csv from the first folder that has both; rows matched to the
+    decoded images by file name. None when there is no ground truth."""
+    from ccvae_tools.data.shared import label_key
+
+    for folder in folders:
+        meta_path, table_path = Path(folder) / "avatars.json", Path(folder) / "avatars.csv"
+        if meta_path.is_file() and table_path.is_file():
+            break
+    else:
+        return None
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        by_key = {label_key(d["name"]): str(d["variant_column"]) for d in meta.get("labels", [])
+                  if d.get("variant_column")}
+        with open(table_path, newline="", encoding="utf-8") as f:
+            rows = list(csv.DictReader(f))
+    except (OSError, ValueError, KeyError, TypeError, csv.Error):
+        return None
+    if not rows or "file" not in rows[0]:
+        return None
+    columns = {name: by_key[label_key(name)] for name in label_names if label_key(name) in by_key}
+    columns = {k: v for k, v in columns.items() if v in rows[0]}
+    by_file = {Path(r["file"]).name: r for r in rows}
+    values = {}
+    for col in set(columns.values()):
+        values[col] = np.asarray([by_file[Path(f).name][col] if Path(f).name in by_file else None
+                                  for f in files], dtype=object)
+    return GroundTruth(columns=columns, values=values, source=table_path)
+
+
+def capture_class(truth_col: np.ndarray, variants: np.ndarray, num_classes: int) -> int | None | str:
+    """Which examples the capture probe uses: class 1 of a binary label (its positive class), or
+    class 0 when only class 0 has several variants (No_Beard: the beard lives in class 0); None for
+    a multi-class label (all examples); "skip" when no class has two variants."""
+    known = np.asarray([v is not None for v in variants])
+    if num_classes != 2:
+        vals = {str(v) for v in variants[known & ~np.isnan(truth_col)]}
+        return None if len(vals) >= 2 else "skip"
+    for k in (1, 0):
+        sel = known & (truth_col == k)
+        if len({str(v) for v in variants[sel]}) >= 2:
+            return k
+    return "skip"
