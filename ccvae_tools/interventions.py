@@ -1,4 +1,4 @@
-"""Latent interventions on codes (method.md section 4): plain functions on tensors."""
+"""Latent interventions on codes (docs/method.md §4): plain functions on tensors."""
 
 from __future__ import annotations
 

@@ -18,7 +18,7 @@ import torch
 
 from ccvae_tools.evaluation import metrics as ev
 from ccvae_tools.evaluation.truth import capture_class
-from cli_run import run_cli
+from helpers.cli import run_cli
 
 ROOT = Path(__file__).resolve().parent.parent
 EASY = ("Wearing_Hat", "Eyeglasses", "Pale_Skin")

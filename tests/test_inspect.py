@@ -20,8 +20,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tiny_model import make_tiny_weights
-from cli_run import run_cli
+from helpers.tiny_model import make_tiny_weights
+from helpers.cli import run_cli
 
 ROOT = Path(__file__).resolve().parent.parent
 LABELS = ["Smiling", "Eyeglasses", "Blond_Hair"]
@@ -292,6 +292,44 @@ def test_classify_result_does_not_depend_on_batching(weights, images, capsys):
         for k in x:
             assert x[k] == pytest.approx(y[k], abs=1e-5)
     assert ra[0] == ra[3]
+
+
+def test_classify_cli_and_api_agree(weights, images, capsys):
+    """`ccvae classify` and `LoadedModel.classify` are one q(y|x): the same numbers for the same seed."""
+    from ccvae_tools.cli.io import read_inputs
+    from ccvae_tools.model.api import load
+
+    inputs = [images["good"], images["good2"], images["good_jpg"]]
+    m = load(weights)
+    arr = np.stack([a for _, a in read_inputs(inputs, m.preprocess)])
+    for extra, draws, seed in (([], 100, 0), (["--draws", "7", "--seed", "3"], 7, 3), (["--mean"], 0, 0)):
+        code, out, err = run_cli(["classify", "-m", weights, *inputs, "--json", "--batch-size", "2", *extra], capsys)
+        assert code == 0, err
+        api = m.classify(arr, draws=draws, seed=seed, batch_size=2)
+        assert api.shape == (3, len(LABELS), 2)
+        for line, probs in zip(out.splitlines(), api):
+            cli = json.loads(line)["probabilities"]
+            assert cli == {name: round(min(1.0, max(0.0, float(probs[i, 1]))), 6) for i, name in enumerate(LABELS)}
+    # the same K noise vectors for every image: its result depends neither on its batch nor its position
+    alone = m.classify(arr[2:], draws=7, seed=3)
+    together = m.classify(arr[[2, 0, 1]], draws=7, seed=3, batch_size=3)
+    assert np.allclose(alone[0].numpy(), together[0].numpy(), atol=1e-6)
+    assert not np.allclose(m.classify(arr, draws=7, seed=4).numpy(), m.classify(arr, draws=7, seed=3).numpy())
+
+
+def test_model_card_shows_only_the_chosen_training_options(tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    from ccvae_tools.model.card import model_card
+    from ccvae_tools.model.weights import read_header
+
+    src = make_tiny_weights(tmp_path / "t.safetensors")
+    meta = read_header(src)["metadata"]
+    meta["ccvae.train"] = json.dumps({"epochs": 2, "options": {"lr": 0.001, "data": "/secret/path", "seed": 1}})
+    save_file(load_file(src), tmp_path / "o.safetensors", metadata=meta)
+    card = model_card(tmp_path / "o.safetensors", shown_options=("seed", "lr", "batch_size"))
+    assert card["train"] == {"epochs": 2, "options": {"seed": 1, "lr": 0.001}}
+    assert model_card(src, shown_options=("lr",))["train"] == {"epochs": 0}       # no options recorded
 
 
 def test_classify_multiclass_json(tmp_path, images, capsys):

@@ -15,7 +15,7 @@ from PIL import Image
 from ccvae_tools.model.api import load
 from ccvae_tools.data.images import load_image
 from ccvae_tools.interventions import swap, traverse
-from tiny_model import make_tiny_weights
+from helpers.tiny_model import make_tiny_weights
 
 PAD = 2
 
@@ -169,6 +169,21 @@ def test_interpolate_strip_and_gif(env, tmp_path):
     gif = tmp_path / "i.gif"
     assert ccvae("interpolate", env["a"], env["b"], "--steps", 5, "-o", gif, env_=env).returncode == 0
     assert Image.open(gif).n_frames >= 5
+
+
+def test_sample_codes_are_the_apis(env, tmp_path):
+    """--sample --seed draws z ~ q(z|x) as `LoadedModel.codes` does: the path's ends are the two codes."""
+    m = env["m"]
+    x = np.stack([load_image(env[k], m.preprocess) for k in ("a", "b")])
+    assert torch.equal(m.codes(x), m.encode(x)[0])
+    z = m.codes(x, sample=True, seed=5)
+    assert torch.equal(z, m.codes(x, sample=True, seed=5)) and not torch.equal(z, m.codes(x, sample=True, seed=6))
+    out = tmp_path / "i.png"
+    r = ccvae("interpolate", env["a"], env["b"], "--steps", 2, "--sample", "--seed", 5, "-o", out, env_=env)
+    assert r.returncode == 0, r.stderr
+    img = Image.open(out)
+    ends = m.decode(z)
+    assert np.array_equal(cell(img, 0, 1, 32), ends[0]) and np.array_equal(cell(img, 0, 2, 32), ends[1])
 
 
 @pytest.mark.parametrize("args, code, words", [

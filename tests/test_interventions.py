@@ -1,4 +1,4 @@
-"""The latent interventions of method.md section 4, on a tiny model with known prior tables."""
+"""The latent interventions of docs/method.md §4, on a tiny model with known prior tables."""
 
 from __future__ import annotations
 

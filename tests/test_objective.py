@@ -1,4 +1,4 @@
-"""Properties of the CCVAE bound (method.md section 3), each checked against an independent computation."""
+"""Properties of the CCVAE bound (docs/method.md §3), each checked against an independent computation."""
 
 from __future__ import annotations
 

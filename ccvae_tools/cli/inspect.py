@@ -7,7 +7,6 @@ batches in one process, decoding them in a thread pool while the model runs.
 
 from __future__ import annotations
 
-import math
 import os
 import sys
 from pathlib import Path
@@ -17,15 +16,14 @@ import typer
 
 from ccvae_tools.cli import io as cli_io
 from ccvae_tools.cli.params import Commands, device_option, model_option
-from ccvae_tools.util.errors import CcvaeError, UsageError, WeightsError
+from ccvae_tools.util.errors import CcvaeError, UsageError
 
 commands = Commands()
 register = commands.register
 
 
-
 # ----------------------------------------------------------------------------------------------
-# the model card (metadata only)
+# the model card (metadata only; the card itself is built by ccvae_tools.model.card)
 # ----------------------------------------------------------------------------------------------
 
 def _human_size(n: int) -> str:
@@ -37,70 +35,134 @@ def _human_size(n: int) -> str:
     return f"{n} bytes"  # pragma: no cover
 
 
-def _count_parameters(tensors: dict) -> int:
-    total = 0
-    for info in tensors.values():
-        try:
-            total += math.prod(int(s) for s in info.get("shape", []))
-        except (TypeError, ValueError, AttributeError):
-            continue
-    return total
-
-
 def _dict(v: Any) -> dict:
     return v if isinstance(v, dict) else {}
 
 
-TRAIN_KEYS = ("preset", "format", "image_size", "crop", "sup_frac", "sup_select", "batch_size", "lr",
-              "z_style", "label_dim", "widths", "likelihood_scale", "draws", "classifier_weight", "style_adversary",
-              "style_decorrelate", "kl_warmup", "swap_cycle", "init_from", "precision")
+def render_card(card: dict) -> str:
+    """The human model card (plain text): one block per part of `model_card`'s dict, in a fixed order."""
+    lines = [card["title"] or Path(card["path"]).name]
+    lines += _model_lines(card)
+    lines += _label_lines(card["labels"])
+    lines += _data_lines(card["data"])
+    lines += _training_lines(card["train"])
+    lines += _metrics_lines(card["metrics"])
+    lines += _provenance_lines(card)
+    return "\n".join(lines)
 
 
-def model_card(path: Path) -> dict:
-    """Everything `ccvae info` shows, as plain JSON-ready data. Reads the header only (no torch)."""
-    from ccvae_tools.model.weights import read_header, read_metadata
+def _model_lines(card: dict) -> list[str]:
+    """File, architecture, image geometry, preprocessing and latent layout."""
+    ch = card["channels"]
+    colour = "RGB" if ch == 3 else "grayscale" if ch == 1 else f"{ch} channels"
+    lat = card["latent"]
+    dims = sorted(set(lat["z_c"].values()))
+    per_label = f"{dims[0]} per label" if len(dims) == 1 else "per label: " + ", ".join(
+        f"{k} {v}" for k, v in lat["z_c"].items())
+    return [
+        f"  file           {card['path']} ({_human_size(card['file_size'])})",
+        f"  architecture   {card['architecture']}, {card['parameters']:,} parameters",
+        f"  image          {card['image_size']}x{card['image_size']} px, {colour}",
+        f"  preprocessing  {_preprocess_text(card['preprocess'])}",
+        f"  latent         z = {lat['z_dim']}: z_c {sum(lat['z_c'].values())} ({per_label}), z_s {lat['z_style']}",
+    ]
 
-    meta = read_metadata(path)
-    tensors = read_header(path)["tensors"]
-    try:
-        cfg = _dict(meta["ccvae.config"])
-        pre = _dict(meta["ccvae.preprocess"])
-        prior = _dict(meta.get("ccvae.label_prior"))
-        labels = []
-        for lab in meta["ccvae.labels"]:
-            name = str(lab["name"])
-            classes = [str(c) for c in lab.get("classes", ["0", "1"])]
-            p = prior.get(name) or []
-            labels.append({"name": name, "classes": classes, "dim": int(lab.get("dim", 1)),
-                           "prior": {c: float(v) for c, v in zip(classes, p)}})
-        z_c = {lab["name"]: lab["dim"] for lab in labels}
-        z_style = int(cfg.get("z_style", 0))
-        train = _dict(meta.get("ccvae.train"))
-        options = _dict(train.get("options"))
-        metrics = _dict(meta.get("ccvae.metrics"))
-        card = {
-            "path": str(path),
-            "file_size": path.stat().st_size,
-            "title": meta.get("modelspec.title", ""),
-            "architecture": meta.get("modelspec.architecture") or cfg.get("architecture", ""),
-            "image_size": int(cfg.get("image_size", pre.get("size", 0))),
-            "channels": int(cfg.get("channels", pre.get("channels", 0))),
-            "preprocess": pre,
-            "latent": {"z_dim": sum(z_c.values()) + z_style, "z_c": z_c, "z_style": z_style},
-            "parameters": _count_parameters(tensors),
-            "labels": labels,
-            "data": _dict(meta.get("ccvae.data")),
-            "train": {k: v for k, v in train.items() if k != "options"} | (
-                {"options": {k: options[k] for k in TRAIN_KEYS if k in options}} if options else {}),
-            "metrics": metrics,
-            "license": meta.get("modelspec.license", ""),
-            "date": meta.get("modelspec.date", ""),
-            "version": meta.get("ccvae.version", ""),
-            "format_version": meta.get("ccvae.format_version", ""),
-        }
-    except (KeyError, TypeError, ValueError, AttributeError) as e:
-        raise WeightsError(f"{path}: malformed ccvae metadata ({type(e).__name__}: {e})") from None
-    return card
+
+def _label_lines(labels: list[dict]) -> list[str]:
+    lines = [f"  labels         {len(labels)}"]
+    width = max((len(lab["name"]) for lab in labels), default=0)
+    for lab in labels:
+        prior = ", ".join(f"{c} {p:.2f}" for c, p in lab["prior"].items())
+        classes = "binary" if lab["classes"] == ["0", "1"] else "classes " + "/".join(lab["classes"])
+        lines.append(f"    {lab['name']:<{width}}  {classes}" + (f"; prior {prior}" if prior else ""))
+    return lines
+
+
+def _data_lines(data: dict) -> list[str]:
+    if not data:
+        return []
+    counts = []
+    if "images" in data:
+        counts.append(f"{data['images']:,} images")
+    if "train" in data:
+        counts.append(f"{data['train']:,} train")
+    if "labelled" in data:
+        frac = data.get("labelled_fraction")
+        counts.append(f"{data['labelled']:,} labelled" + (f" ({frac:.1%})" if isinstance(frac, (int, float)) else ""))
+    return [f"  data           {data.get('name', '?')}" + (": " + ", ".join(counts) if counts else "")]
+
+
+def _training_lines(train: dict) -> list[str]:
+    if not train:
+        return []
+    progress = []
+    if "epoch" in train and "epochs" in train and train["epoch"] != train["epochs"]:
+        progress.append(f"epoch {train['epoch']} of {train['epochs']}")   # a checkpoint before the end
+    elif "epochs" in train:
+        progress.append(f"{train['epochs']} epochs")
+    for k in ("step", "images_seen", "seed"):
+        if k in train:
+            progress.append(f"{k.replace('_', ' ')} {train[k]:,}" if isinstance(train[k], int) and k != "seed"
+                            else f"{k} {train[k]}")
+    lines = [f"  training       {', '.join(progress)}"]
+    options = train.get("options") or {}
+    if options:
+        lines.append("                 " + ", ".join(f"{k}={_fmt_num(v)}" for k, v in options.items() if v is not None))
+    return lines
+
+
+def _metrics_lines(metrics: dict) -> list[str]:
+    """Held-out accuracy per label against the majority baseline, then what `ccvae eval` judged."""
+    accuracy = _dict(metrics.get("accuracy"))
+    if not accuracy:
+        return ["  metrics        none recorded"]
+    baseline = _dict(metrics.get("majority_baseline"))
+    balanced = _dict(metrics.get("balanced_accuracy"))
+    split = metrics.get("split", "held-out")
+    n = metrics.get("images")
+    lines = [f"  metrics        q(y|x) accuracy on {split}" + (f" ({n:,} images)" if isinstance(n, int) else "")
+             + ", posterior mean"]
+    width = max(len(k) for k in accuracy)
+    for name, a in accuracy.items():
+        row = f"    {name:<{width}}  accuracy {a:.3f}"
+        if name in balanced:
+            row += f"  balanced {balanced[name]:.3f}"
+        if name in baseline:
+            verdict = "  (beats it)" if a > baseline[name] else "  (DOES NOT beat it)"
+            row += f"  majority {baseline[name]:.3f}{verdict}"
+        lines.append(row)
+    extra = [f"{k} {metrics[k]:.4g}" for k in ("bound", "recon_l1") if isinstance(metrics.get(k), (int, float))]
+    if extra:
+        lines.append(f"    {', '.join(extra)}")
+    judged = _judged(metrics)
+    if judged:
+        lines.append(f"    {'; '.join(judged)} (ccvae eval)")
+    return lines
+
+
+def _judged(metrics: dict) -> list[str]:
+    """The edit and capture results of `ccvae eval`, one phrase each."""
+    judged = []
+    for key, name in (("edit", "edits judged"), ("edit_consistent", "consistent edits")):
+        e = _dict(metrics.get(key))
+        if isinstance(e.get("mean_success"), (int, float)):
+            judged.append(f"{name}: success {e['mean_success']:.3f}, leakage {e.get('mean_leakage', float('nan')):.3f}")
+    capture = _dict(metrics.get("capture"))
+    summary = _dict(metrics.get("capture_summary"))
+    if summary.get("labels"):
+        judged.append(f"capture: z_c above z_s by >= {summary.get('margin', 0):.2f} for "
+                      f"{summary.get('z_c_clearly_above')} of {summary['labels']} labels")
+    elif capture:   # a card without the summary: count the labels where z_c beats z_s at all
+        wins = sum(1 for c in capture.values() if isinstance(c, dict) and c.get("z_c", 0) > c.get("z_s", 0))
+        judged.append(f"capture: z_c above z_s for {wins} of {len(capture)} labels")
+    return judged
+
+
+def _provenance_lines(card: dict) -> list[str]:
+    version = f"ccvae {card['version']}" if card["version"] else "unknown"
+    return [f"  licence        {card['license'] or 'not stated'}",
+            f"  version        {version}, weights format {card['format_version']}"
+            + (f", {card['date']}" if card["date"] else "")]
 
 
 def _fmt_num(v: Any) -> str:
@@ -118,99 +180,6 @@ def _preprocess_text(pre: dict) -> str:
     else:
         how = "largest centred square"
     return f"{how}, resized to {size}x{size} px"
-
-
-def render_card(card: dict) -> str:
-    """The human model card (plain text)."""
-    lines: list[str] = []
-    add = lines.append
-    ch = card["channels"]
-    add(card["title"] or Path(card["path"]).name)
-    add(f"  file           {card['path']} ({_human_size(card['file_size'])})")
-    add(f"  architecture   {card['architecture']}, {card['parameters']:,} parameters")
-    add(f"  image          {card['image_size']}x{card['image_size']} px, "
-        f"{'RGB' if ch == 3 else 'grayscale' if ch == 1 else f'{ch} channels'}")
-    add(f"  preprocessing  {_preprocess_text(card['preprocess'])}")
-    lat = card["latent"]
-    dims = sorted(set(lat["z_c"].values()))
-    per = f"{dims[0]} per label" if len(dims) == 1 else "per label: " + ", ".join(
-        f"{k} {v}" for k, v in lat["z_c"].items())
-    add(f"  latent         z = {lat['z_dim']}: z_c {sum(lat['z_c'].values())} ({per}), z_s {lat['z_style']}")
-    add(f"  labels         {len(card['labels'])}")
-    width = max((len(lab["name"]) for lab in card["labels"]), default=0)
-    for lab in card["labels"]:
-        prior = ", ".join(f"{c} {p:.2f}" for c, p in lab["prior"].items())
-        classes = "binary" if lab["classes"] == ["0", "1"] else "classes " + "/".join(lab["classes"])
-        add(f"    {lab['name']:<{width}}  {classes}" + (f"; prior {prior}" if prior else ""))
-    data = card["data"]
-    if data:
-        parts = []
-        if "images" in data:
-            parts.append(f"{data['images']:,} images")
-        if "train" in data:
-            parts.append(f"{data['train']:,} train")
-        if "labelled" in data:
-            frac = data.get("labelled_fraction")
-            parts.append(f"{data['labelled']:,} labelled" + (f" ({frac:.1%})" if isinstance(frac, (int, float))
-                                                              else ""))
-        add(f"  data           {data.get('name', '?')}" + (": " + ", ".join(parts) if parts else ""))
-    train = card["train"]
-    if train:
-        parts = []
-        if "epoch" in train and "epochs" in train and train["epoch"] != train["epochs"]:
-            parts.append(f"epoch {train['epoch']} of {train['epochs']}")
-        elif "epochs" in train:
-            parts.append(f"{train['epochs']} epochs")
-        for k in ("step", "images_seen", "seed"):
-            if k in train:
-                parts.append(f"{k.replace('_', ' ')} {train[k]:,}" if isinstance(train[k], int) and k != "seed"
-                             else f"{k} {train[k]}")
-        add(f"  training       {', '.join(parts)}")
-        opts = train.get("options") or {}
-        if opts:
-            add("                 " + ", ".join(f"{k}={_fmt_num(v)}" for k, v in opts.items() if v is not None))
-    metrics = card["metrics"]
-    acc = _dict(metrics.get("accuracy"))
-    if acc:
-        base = _dict(metrics.get("majority_baseline"))
-        bal = _dict(metrics.get("balanced_accuracy"))
-        split = metrics.get("split", "held-out")
-        n = metrics.get("images")
-        add(f"  metrics        q(y|x) accuracy on {split}" + (f" ({n:,} images)" if isinstance(n, int) else "")
-            + ", posterior mean")
-        w = max(len(k) for k in acc)
-        for name, a in acc.items():
-            row = f"    {name:<{w}}  accuracy {a:.3f}"
-            if name in bal:
-                row += f"  balanced {bal[name]:.3f}"
-            if name in base:
-                row += f"  majority {base[name]:.3f}" + ("  (beats it)" if a > base[name] else "  (DOES NOT beat it)")
-            add(row)
-        extra = [f"{k} {metrics[k]:.4g}" for k in ("bound", "recon_l1") if isinstance(metrics.get(k), (int, float))]
-        if extra:
-            add(f"    {', '.join(extra)}")
-        judged = []
-        for key, name in (("edit", "edits judged"), ("edit_consistent", "consistent edits")):
-            e = _dict(metrics.get(key))
-            if isinstance(e.get("mean_success"), (int, float)):
-                judged.append(f"{name}: success {e['mean_success']:.3f}, leakage {e.get('mean_leakage', float('nan')):.3f}")
-        capture = _dict(metrics.get("capture"))
-        summary = _dict(metrics.get("capture_summary"))
-        if summary.get("labels"):
-            judged.append(f"capture: z_c above z_s by >= {summary.get('margin', 0):.2f} for "
-                          f"{summary.get('z_c_clearly_above')} of {summary['labels']} labels")
-        elif capture:
-            wins = sum(1 for c in capture.values() if isinstance(c, dict) and c.get("z_c", 0) > c.get("z_s", 0))
-            judged.append(f"capture: z_c above z_s for {wins} of {len(capture)} labels")
-        if judged:
-            add(f"    {'; '.join(judged)} (ccvae eval)")
-    else:
-        add("  metrics        none recorded")
-    add(f"  licence        {card['license'] or 'not stated'}")
-    version = f"ccvae {card['version']}" if card["version"] else "unknown"
-    add(f"  version        {version}, weights format {card['format_version']}"
-        + (f", {card['date']}" if card["date"] else ""))
-    return "\n".join(lines)
 
 
 def _weights_arg(weights: Optional[str], model: Optional[str]) -> Optional[str]:
@@ -236,7 +205,10 @@ def info_cmd(
 ) -> None:
     """Show the model card: labels, sizes, preprocessing, data, training, metrics (no torch needed)."""
     path = cli_io.resolve_model_path(_weights_arg(weights, model), "WEIGHTS" if weights else "--model")
-    card = model_card(path)
+    from ccvae_tools.model.card import model_card
+    from ccvae_tools.training.options import card_options
+
+    card = model_card(path, shown_options=card_options())
     if as_json:
         cli_io.emit_json(card)
     else:
@@ -264,43 +236,6 @@ def labels_cmd(
 # ----------------------------------------------------------------------------------------------
 # classify
 # ----------------------------------------------------------------------------------------------
-
-def _input_tensor(m, batch):
-    """uint8 images -> float [0, 1] on the model's device, channels-last on the CPU (faster convolutions)."""
-    import numpy as np
-    import torch
-
-    x = torch.from_numpy(np.stack(batch))
-    if m.device.type == "cpu":
-        enc = m.model.encoder
-        if not getattr(enc, "_ccvae_channels_last", False):
-            enc.to(memory_format=torch.channels_last)
-            enc._ccvae_channels_last = True
-        x = x.contiguous(memory_format=torch.channels_last)
-    return x.to(m.device).float().div_(255.0)
-
-
-def _probabilities(m, batch, draws: int, seed: int):
-    """q(y_i|x) for a list of uint8 images: (B, L, K_max) numpy.
-
-    With draws > 0 every image uses the same K noise vectors (seeded), so an image's result does
-    not depend on the batch it is in or its position.
-    """
-    import torch
-
-    x = _input_tensor(m, batch)
-    with torch.inference_mode():
-        mu, sigma = m.model.encode(x)
-        mu_c, _ = m.model.split(mu)
-        if draws <= 0:
-            p = m.model.log_q_y(mu_c).exp()
-        else:
-            sig_c, _ = m.model.split(sigma)
-            g = torch.Generator(device="cpu").manual_seed(seed)
-            eps = torch.randn((draws, 1, mu_c.shape[-1]), generator=g).to(mu_c.device)
-            p = m.model.log_q_y(mu_c.unsqueeze(0) + sig_c.unsqueeze(0) * eps).exp().mean(0)
-    return p.float().cpu().numpy()
-
 
 def _result(name: str, probs, labels) -> dict:
     out_p: dict[str, Any] = {}
@@ -385,12 +320,15 @@ def classify_cmd(
     """Per-label probabilities q(y_i | x) for each image: a table, or JSON lines with --json."""
     cli_io.check_input_paths(images)
     m = cli_io.open_model(model, device)
+    import numpy as np
+
     labels = m.labels
     k = 0 if mean else draws
     results: list[dict] = []
     with _progress("classify", len(images)) as advance:
         for batch in cli_io.iter_inputs(images, m.preprocess, batch_size=batch_size):
-            probs = _probabilities(m, [a for _, a in batch], k, seed)
+            # the API's q(y|x) and its noise convention; each input batch goes through the model whole
+            probs = m.classify(np.stack([a for _, a in batch]), draws=k, seed=seed, batch_size=batch_size).numpy()
             for (name, _), p in zip(batch, probs):
                 r = _result(name, p, labels)
                 if as_json:
@@ -482,13 +420,14 @@ def reconstruct_cmd(
     cli_io.check_input_paths(images)
     targets = _reconstruct_targets(list(images), out, fmt)
     m = cli_io.open_model(model, device)
+    import numpy as np
     import torch
 
     g = torch.Generator(device="cpu").manual_seed(seed)
     done = 0
     with _progress("reconstruct", len(images)) as advance:
         for batch in cli_io.iter_inputs(images, m.preprocess, batch_size=batch_size):
-            x = _input_tensor(m, [a for _, a in batch])
+            x = m.encoder_input(np.stack([a for _, a in batch]))
             with torch.inference_mode():
                 mu, sigma = m.model.encode(x)
                 if sample:  # one draw per image in input order: independent of the batch size

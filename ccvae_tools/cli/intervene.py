@@ -1,7 +1,8 @@
 """traverse, sample, edit, swap, interpolate, gif: see and change what a label means in an image.
 
-Each command: read images -> encode (posterior mean; --sample draws z ~ q(z|x)) -> change codes with
-`ccvae_tools.interventions` -> decode -> lay out with `ccvae_tools.render` -> write (`cli_io`).
+Each command: read images -> codes (`LoadedModel.codes`: the posterior mean; --sample draws z ~ q(z|x))
+-> change codes with `ccvae_tools.interventions` -> decode -> lay out with `ccvae_tools.render` -> write
+(`cli_io`).
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ commands = Commands()
 register = commands.register
 
 
-
 class _Session:
     """A loaded model and the inputs of one command."""
 
@@ -33,15 +33,6 @@ class _Session:
         from ccvae_tools.cli.io import read_inputs
 
         return read_inputs(inputs, self.pre)
-
-    def codes(self, images, sample: bool, seed: int):
-        import torch
-
-        mu, sigma = self.m.encode(images)
-        if not sample:
-            return mu
-        g = torch.Generator().manual_seed(seed)
-        return mu + sigma * torch.randn(mu.shape, generator=g).to(mu)
 
     def label(self, name: str) -> int:
         from ccvae_tools.cli.io import match_label
@@ -124,7 +115,7 @@ def traverse_cmd(
     names = [s.m.label_names[i] for i in idx]
     inputs = s.read(images)
     arr = np.stack([a for _, a in inputs])
-    z = s.codes(arr, sample, seed)
+    z = s.m.codes(arr, sample=sample, seed=seed)
     gif = _is_gif(output, fmt)
     default = _default_for(images, _slug(names), "gif" if gif else "png")
     if gif:
@@ -220,7 +211,7 @@ def gif_cmd(
     inputs = s.read([image])
     import numpy as np
 
-    z = s.codes(np.stack([inputs[0][1]]), sample, seed)
+    z = s.m.codes(np.stack([inputs[0][1]]), sample=sample, seed=seed)
     zz = z.expand(len(idx), -1)
     titles = [s.m.label_names[i] for i in idx]
     cols = columns or math.ceil(math.sqrt(len(idx)))
@@ -266,7 +257,7 @@ def sample_cmd(
     assign = s.assignments(set_)
     style = None
     if style_from is not None:
-        style = s.codes(np.stack([s.read([style_from])[0][1]]), False, seed)[0]
+        style = s.m.codes(np.stack([s.read([style_from])[0][1]]))[0]     # its posterior mean
     g = torch.Generator().manual_seed(seed)
     z = conditional_sample(s.model, n, assign, style=style, temperature=temperature, generator=g)
     imgs = s.m.decode(z)
@@ -307,7 +298,7 @@ def edit_cmd(
     assign = s.assignments(set_)
     inputs = s.read(images)
     arr = np.stack([a for _, a in inputs])
-    z = s.codes(arr, sample, seed)
+    z = s.m.codes(arr, sample=sample, seed=seed)
     edited = s.m.decode(edit(s.model, z, assign))
     recon = s.m.decode(z) if compare else None
     pictures = []
@@ -376,7 +367,7 @@ def swap_cmd(
         chosen = [s.label(t.strip()) for t in labels.split(",") if t.strip()]
     inputs = s.read(images)
     arr = np.stack([a for _, a in inputs])
-    z = s.codes(arr, sample, seed)
+    z = s.m.codes(arr, sample=sample, seed=seed)
     scale = s.scale(size)
     if not grid:
         out = s.m.decode(swap(s.model, z[0:1], z[1:2], chosen))
@@ -425,7 +416,7 @@ def interpolate_cmd(
     s = _Session(model, device)
     inputs = s.read([a, b])
     arr = np.stack([x for _, x in inputs])
-    z = s.codes(arr, sample, seed)
+    z = s.m.codes(arr, sample=sample, seed=seed)
     path = s.m.decode(interpolate(z[0], z[1], steps))
     gif = _is_gif(output, fmt)
     default = _default_for([a], "interp", "gif" if gif else "png")

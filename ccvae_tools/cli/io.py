@@ -42,7 +42,6 @@ STDIN_NAME = "<stdin>"
 
 # output formats: extension -> PIL format
 FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".gif": "GIF"}
-STILL_FORMATS = ("PNG", "JPEG", "WEBP")
 
 # when read_inputs warns (the image works, but the result will likely be poor)
 UPSCALE_WARN = 2.0          # the model's side over the source's usable side

@@ -219,54 +219,100 @@ def image_rng(seed: int, index: int) -> np.random.Generator:
 
 
 def draw_choices(rng: np.random.Generator) -> dict[str, str]:
-    """Draw every choice of one avatar. Returns the table row (without 'file'): str -> str."""
-    # mouth: Smiling, then open lips given Smiling (correlated on purpose, as in CelebA)
+    """Draw every choice of one avatar. Returns the table row (without 'file'): str -> str.
+
+    The order of the draws below is part of what a seed means (see GENERATOR_VERSION): later
+    choices depend on earlier ones (colours kept apart from the skin and hair they touch)."""
+    mouth = _draw_mouth(rng)
+    head, top = _draw_head(rng)
+    skin = _draw_skin(rng)
+    hair = _draw_hair_color(rng, head, top, skin)
+    beard_style, beard_color = _draw_facial_hair(rng, head, hair, skin)
+    glasses_style, frame = _draw_glasses(rng, hair, skin)
+    free = _draw_free_style(rng, head, skin, hair)
+    return {
+        "mouth": mouth,
+        "accessories": glasses_style,
+        "accessoriesColor": frame,
+        "glasses": _style_and_color(glasses_style, frame),
+        "top": top,
+        "hairColor": hair,
+        "hat": _style_and_color(top, free["hatColor"]),
+        "hatColor": free["hatColor"],
+        "facialHair": beard_style,
+        "facialHairColor": beard_color,
+        "beard": _style_and_color(beard_style, beard_color),
+        "skinColor": skin,
+        "eyes": free["eyes"],
+        "eyebrows": free["eyebrows"],
+        "clothes": free["clothes"],
+        "clothesColor": free["clothesColor"],
+        "clothesGraphic": free["clothesGraphic"],
+        "backgroundColor": free["backgroundColor"],
+    }
+
+
+def _style_and_color(style: str, color: str) -> str:
+    """A combined ground-truth cell 'style/#colour' ('none' where the component is not drawn)."""
+    return NONE if color == NONE else f"{style}/{color}"
+
+
+def _draw_mouth(rng: np.random.Generator) -> str:
+    """Smiling, then open lips given Smiling (correlated on purpose, as in CelebA)."""
     smiling = rng.random() < P_SMILING
     open_ = rng.random() < (P_OPEN_IF_SMILING if smiling else P_OPEN_IF_NOT)
-    cells = {(True, True): MOUTH_SMILE_OPEN, (True, False): MOUTH_SMILE_CLOSED,
-             (False, True): MOUTH_PLAIN_OPEN, (False, False): MOUTH_PLAIN_CLOSED}
-    mouth = _pick(rng, cells[(smiling, open_)])
+    mouths = {(True, True): MOUTH_SMILE_OPEN, (True, False): MOUTH_SMILE_CLOSED,
+              (False, True): MOUTH_PLAIN_OPEN, (False, False): MOUTH_PLAIN_CLOSED}
+    return _pick(rng, mouths[(smiling, open_)])
 
-    # head: hat, bald or hair
+
+def _draw_head(rng: np.random.Generator) -> tuple[str, str]:
+    """(kind of head: 'hat', 'bald', 'short' or 'long' hair; its top variant)."""
     u = rng.random()
     if u < P_HAT:
-        head, top = "hat", _pick(rng, HATS)
-    elif u < P_HAT + P_BALD:
-        head, top = "bald", _pick(rng, BALD_TOPS)
-    else:
-        top = _pick(rng, HAIR_TOPS)
-        head = "short" if top in SHORT_HAIR else "long"
+        return "hat", _pick(rng, HATS)
+    if u < P_HAT + P_BALD:
+        return "bald", _pick(rng, BALD_TOPS)
+    top = _pick(rng, HAIR_TOPS)
+    return ("short" if top in SHORT_HAIR else "long"), top
 
-    # skin
+
+def _draw_skin(rng: np.random.Generator) -> str:
     pale = rng.random() < P_PALE
-    skin = _pick(rng, PALE_SKINS if pale else OTHER_SKINS)
+    return _pick(rng, PALE_SKINS if pale else OTHER_SKINS)
 
-    # hair colour, only where hair shows (hair tops and the fringe of 'sides')
-    hair = NONE
-    if head in ("short", "long") or top == "sides":
-        p = FAMILY_P_SIDES if top == "sides" else FAMILY_P_HAIR
-        family = FAMILY_NAMES[int(rng.choice(len(FAMILY_NAMES), p=p))]
-        shades = HAIR_FAMILIES[family]
-        hair = _pick(rng, [s for s in shades if _far(s, [skin], MIN_DIST_WEAK)] or list(shades))
 
-    # facial hair (more likely with short hair or a bald head)
-    beard_style, beard_color = NONE, NONE
-    if rng.random() < P_FACIAL_HAIR[head]:
-        beard_style = _pick(rng, FACIAL_HAIR)
-        if (hair != NONE and _far(hair, [skin], MIN_DIST_STRONG)
-                and rng.random() < P_BEARD_SAME_AS_HAIR):
-            beard_color = hair
-        else:
-            beard_color = _pick_far(rng, BEARD_COLORS, [(skin, MIN_DIST_STRONG)])
+def _draw_hair_color(rng: np.random.Generator, head: str, top: str, skin: str) -> str:
+    """A shade of a hair colour family, only where hair shows (hair tops and the fringe of 'sides')."""
+    if head not in ("short", "long") and top != "sides":
+        return NONE
+    p = FAMILY_P_SIDES if top == "sides" else FAMILY_P_HAIR
+    family = FAMILY_NAMES[int(rng.choice(len(FAMILY_NAMES), p=p))]
+    shades = HAIR_FAMILIES[family]
+    # a shade too close to the skin would hide the hair; a family with none far enough keeps them all
+    return _pick(rng, [s for s in shades if _far(s, [skin], MIN_DIST_WEAK)] or list(shades))
 
-    # glasses (a little more likely with grey hair)
-    glasses_style, frame = NONE, NONE
+
+def _draw_facial_hair(rng: np.random.Generator, head: str, hair: str, skin: str) -> tuple[str, str]:
+    """(style, colour), more likely with short hair or a bald head; mostly the colour of the hair."""
+    if rng.random() >= P_FACIAL_HAIR[head]:
+        return NONE, NONE
+    style = _pick(rng, FACIAL_HAIR)
+    if hair != NONE and _far(hair, [skin], MIN_DIST_STRONG) and rng.random() < P_BEARD_SAME_AS_HAIR:
+        return style, hair
+    return style, _pick_far(rng, BEARD_COLORS, [(skin, MIN_DIST_STRONG)])
+
+
+def _draw_glasses(rng: np.random.Generator, hair: str, skin: str) -> tuple[str, str]:
+    """(frame style, frame colour), a little more likely with grey hair."""
     gray = hair in HAIR_FAMILIES["gray"]
-    if rng.random() < (P_GLASSES_IF_GRAY if gray else P_GLASSES):
-        glasses_style = _pick(rng, GLASSES)
-        frame = _pick_far(rng, FRAME_COLORS, [(skin, MIN_DIST_FRAME)])
+    if rng.random() >= (P_GLASSES_IF_GRAY if gray else P_GLASSES):
+        return NONE, NONE
+    return _pick(rng, GLASSES), _pick_far(rng, FRAME_COLORS, [(skin, MIN_DIST_FRAME)])
 
-    # free style; every colour kept apart from what it touches
+
+def _draw_free_style(rng: np.random.Generator, head: str, skin: str, hair: str) -> dict[str, str]:
+    """The choices tied to no label (table columns): every colour kept apart from what it touches."""
     avoid_bg = [(skin, MIN_DIST_STRONG)] + ([(hair, MIN_DIST_STRONG)] if hair != NONE else [])
     background = _pick_far(rng, BACKGROUNDS, avoid_bg)
     hat_color = NONE
@@ -277,27 +323,8 @@ def draw_choices(rng: np.random.Generator) -> dict[str, str]:
     clothes = _pick(rng, CLOTHES)
     clothes_color = _pick_far(rng, CLOTHES_COLORS, [(background, MIN_DIST_STRONG), (skin, MIN_DIST_WEAK)])
     graphic = _pick(rng, GRAPHICS) if clothes == "graphicShirt" else NONE
-
-    return {
-        "mouth": mouth,
-        "accessories": glasses_style,
-        "accessoriesColor": frame,
-        "glasses": NONE if glasses_style == NONE else f"{glasses_style}/{frame}",
-        "top": top,
-        "hairColor": hair,
-        "hat": NONE if hat_color == NONE else f"{top}/{hat_color}",
-        "hatColor": hat_color,
-        "facialHair": beard_style,
-        "facialHairColor": beard_color,
-        "beard": NONE if beard_style == NONE else f"{beard_style}/{beard_color}",
-        "skinColor": skin,
-        "eyes": eyes,
-        "eyebrows": eyebrows,
-        "clothes": clothes,
-        "clothesColor": clothes_color,
-        "clothesGraphic": graphic,
-        "backgroundColor": background,
-    }
+    return {"backgroundColor": background, "hatColor": hat_color, "eyes": eyes, "eyebrows": eyebrows,
+            "clothes": clothes, "clothesColor": clothes_color, "clothesGraphic": graphic}
 
 
 def labels_from_choices(c: dict[str, str]) -> dict[str, int]:

@@ -29,6 +29,7 @@ _BINARY_WORDS = (("true", "false"), ("yes", "no"), ("y", "n"))
 _SPLITS = {"train": TRAIN, "training": TRAIN, "valid": VALID, "val": VALID, "validation": VALID,
            "dev": VALID, "test": TEST, "testing": TEST}
 _UNNAMED = re.compile(r"^unnamed:?\s*\d+$", re.IGNORECASE)
+Rows = list[tuple[int, list[str]]]      # the CSV's rows: (line number, cells)
 
 
 class NotALabel(Exception):
@@ -135,44 +136,72 @@ def _find_image_column(where: str, header: list[str], rows: list[tuple[int, list
 
 def read_folder(path: Path, opts: ReadOptions, image_column: str | None = None) -> Catalog:
     """Read a folder + CSV data set (the CSV file, or a folder holding exactly one) into a `Catalog`."""
-    if path.is_dir():
-        csvs = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() == ".csv")
-        if len(csvs) != 1:
-            raise DataError(f"{path}: expected exactly one .csv file, found {len(csvs)}; give the CSV file")
-        path = csvs[0]
+    path = _the_csv(path)
     where = str(path)
+    header, rows = _read_table(path, where)
+    notes: list[str] = []
+    img = _find_image_column(where, header, rows, image_column)
+    split_col = next((j for j, h in enumerate(header) if label_key(h) == SPLIT_COLUMN and j != img), None)
+    base = (opts.images_dir or path.parent).absolute()
+    rows = _without_duplicates(where, header, rows, img, base, notes)
+    files = [base / _relative(cells[img]) for _, cells in rows]
+    cols = _label_columns(where, header, img, split_col, opts, notes)
+    label_info, labels = _read_labels(where, header, rows, cols, opts, notes)
+    split = _read_split(where, rows, split_col, opts, notes)
+    return Catalog(name="folder", root=base, files=files, labels=labels,
+                   label_info=label_info, split=split,
+                   preprocess=make_preprocess(opts, channels=3, center_size=None), notes=notes)
+
+
+def _the_csv(path: Path) -> Path:
+    """The CSV file itself, or the only .csv file in a folder."""
+    if not path.is_dir():
+        return path
+    csvs = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() == ".csv")
+    if len(csvs) != 1:
+        raise DataError(f"{path}: expected exactly one .csv file, found {len(csvs)}; give the CSV file")
+    return csvs[0]
+
+
+def _read_table(path: Path, where: str) -> tuple[list[str], Rows]:
+    """The header and the rows, every row as wide as the header (or a DataError naming the line)."""
     header, rows = iter_csv(read_text(path, "CSV file"))
     if not header:
         raise DataError(f"{where} is empty")
     if not rows:
         raise DataError(f"{where} lists no images (only a header)")
-    seen: dict[str, int] = {}
-    for j, h in enumerate(header):
+    seen: set[str] = set()
+    for h in header:
         if h and h in seen:
             raise DataError(f"{where}: column '{h}' appears twice in the header")
-        seen[h] = j
+        seen.add(h)
     width = len(header)
     for k, (line_no, cells) in enumerate(rows):
         if len(cells) > width and not any(cells[width:]):
-            rows[k] = (line_no, cells[:width])
+            rows[k] = (line_no, cells[:width])      # trailing empty cells, as spreadsheets write them
         elif len(cells) != width:
             raise DataError(f"{where}: line {line_no}: {len(cells)} cells, the header has {width}")
+    return header, rows
 
-    notes: list[str] = []
-    img = _find_image_column(where, header, rows, image_column)
-    split_col = next((j for j, h in enumerate(header) if label_key(h) == SPLIT_COLUMN and j != img), None)
 
-    # Duplicated images: identical rows are dropped with a note; conflicting ones are an error.
-    base = (opts.images_dir or path.parent).absolute()
-    first_at: dict[str, int] = {}
+def _relative(cell: str) -> str:
+    """An image path as written in the CSV, with Windows separators made portable."""
+    return cell.replace("\\", "/")
+
+
+def _without_duplicates(where: str, header: list[str], rows: Rows, img: int, base: Path,
+                        notes: list[str]) -> Rows:
+    """The rows with each image once: identical repeats are dropped with a note; a repeat with other
+    values is an error, since no one can tell which labels are right."""
+    first_at: dict[str, int] = {}           # normalised image path -> index of its first row
     keep: list[int] = []
     conflicts: list[tuple[str, int, int]] = []
     dropped = 0
     for k, (line_no, cells) in enumerate(rows):
-        rel = cells[img].replace("\\", "/")
+        rel = _relative(cells[img])
         if not rel:
             raise DataError(f"{where}: line {line_no}: empty image path in column '{header[img]}'")
-        key = os.path.normpath(str(base / rel))
+        key = os.path.normpath(str(base / rel))      # ./a.jpg and a.jpg are the same image
         if key in first_at:
             k0 = first_at[key]
             if rows[k0][1] == cells:
@@ -188,24 +217,34 @@ def read_folder(path: Path, opts: ReadOptions, image_column: str | None = None) 
         raise DataError(f"{where}: image '{rel}' is listed on lines {a} and {b} with different values{more}")
     if dropped:
         notes.append(f"{dropped} duplicated rows (identical to an earlier row) dropped")
-    rows = [rows[k] for k in keep]
-    files = [base / cells[img].replace("\\", "/") for _, cells in rows]
+    return [rows[k] for k in keep]
 
-    # Label columns.
-    others = [j for j in range(width) if j not in (img, split_col)]
+
+def _label_columns(where: str, header: list[str], img: int, split_col: int | None, opts: ReadOptions,
+                   notes: list[str]) -> list[int]:
+    """The columns to read as labels: those asked for by name, else every named column but the image
+    and split columns (pandas writes its index as an unnamed column)."""
+    others = [j for j in range(len(header)) if j not in (img, split_col)]
     unnamed = [j for j in others if not header[j] or _UNNAMED.match(header[j])]
-    candidates = [j for j in others if j not in unnamed]
-    if opts.labels is not None:
-        for name in opts.labels:
-            for j, role in ((img, "image"), (split_col, "split")):
-                if j is not None and label_key(name) == label_key(header[j]):
-                    raise UsageError(f"'{name}' is the {role} column of {where}, not a label")
-        chosen = choose_labels(opts.labels, [header[j] for j in candidates], [], where)
-        cols = [header.index(c) for c in chosen]
-    else:
-        cols = candidates
+    named = [j for j in others if j not in unnamed]
+    if opts.labels is None:
         if unnamed:
             notes.append(f"{len(unnamed)} unnamed columns skipped")
+        return named
+    for name in opts.labels:
+        for j, role in ((img, "image"), (split_col, "split")):
+            if j is not None and label_key(name) == label_key(header[j]):
+                raise UsageError(f"'{name}' is the {role} column of {where}, not a label")
+    chosen = choose_labels(opts.labels, [header[j] for j in named], [], where)
+    return [header.index(c) for c in chosen]
+
+
+def _read_labels(where: str, header: list[str], rows: Rows, cols: list[int], opts: ReadOptions,
+                 notes: list[str]) -> tuple[list[Label], np.ndarray]:
+    """The labels of the columns `cols`: (their `Label`s, float32 (rows, labels), NaN = missing).
+
+    A column that turns out not to be a label is skipped with a note, or is an error when it was
+    asked for by name."""
     if cols and all(cells[j].lower() in MISSING for j in cols for _, cells in rows):
         raise DataError(f"{where}: no labelled rows: every cell of the label columns "
                         f"({', '.join(header[j] for j in cols)}) is missing")
@@ -228,22 +267,22 @@ def read_folder(path: Path, opts: ReadOptions, image_column: str | None = None) 
         raise DataError(f"{where}: no labelled rows: every label cell is missing")
     for lab, col in zip(label_info, columns):
         seen_classes = np.unique(col[~np.isnan(col)])
-        if len(seen_classes) == 1:
+        if len(seen_classes) == 1:      # allowed, but it teaches the model nothing about the label
             notes.append(f"label '{lab.name}' is constant ({lab.classes[int(seen_classes[0])]} "
                          f"wherever it is given)")
+    return label_info, labels
 
-    if split_col is not None:
-        split = np.empty(len(rows), dtype=np.int8)
-        for k, (line_no, cells) in enumerate(rows):
-            s = _SPLITS.get(cells[split_col].lower())
-            if s is None:
-                raise DataError(f"{where}: line {line_no}: split '{cells[split_col]}' is not train, "
-                                f"valid or test")
-            split[k] = s
-    else:
-        split = random_split(len(rows), opts.split_seed, opts.valid_frac, opts.test_frac)
+
+def _read_split(where: str, rows: Rows, split_col: int | None, opts: ReadOptions, notes: list[str]) -> np.ndarray:
+    """The split of every row: from the split column, else drawn at random from the options' seed."""
+    if split_col is None:
         notes.append(split_note("no split column", opts.split_seed, opts.valid_frac, opts.test_frac))
-
-    return Catalog(name="folder", root=base, files=files, labels=labels,
-                   label_info=label_info, split=split,
-                   preprocess=make_preprocess(opts, channels=3, center_size=None), notes=notes)
+        return random_split(len(rows), opts.split_seed, opts.valid_frac, opts.test_frac)
+    split = np.empty(len(rows), dtype=np.int8)
+    for k, (line_no, cells) in enumerate(rows):
+        s = _SPLITS.get(cells[split_col].lower())
+        if s is None:
+            raise DataError(f"{where}: line {line_no}: split '{cells[split_col]}' is not train, "
+                            f"valid or test")
+        split[k] = s
+    return split

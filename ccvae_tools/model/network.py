@@ -1,4 +1,4 @@
-"""The CCVAE network (method.md section 2).
+"""The CCVAE network (docs/method.md §2).
 
 z = (z_c, z_s): label i owns the block z_c^i of d_i coordinates (default 1); z_s is free style.
 - encoder q(z|x) = N(mu(x), diag sigma(x)^2), sigma = softplus(.) clamped to >= 1e-3
