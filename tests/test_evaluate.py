@@ -157,15 +157,12 @@ def test_consistent_targets_take_the_fewest_changes_to_a_seen_combination():
     assert g.tolist() == [[1, 1]]
 
 
-def test_diversity_and_l1():
+def test_diversity():
     same = np.full((8, 3, 4, 4), 77, dtype=np.uint8)
     assert ev.sample_diversity(same) == 0.0
     half = np.zeros((2, 1, 2, 2), dtype=np.uint8)
     half[1] = 255
     assert ev.sample_diversity(half) == pytest.approx(0.25)    # values 0 and 1: variance 1/4
-    assert ev.pixel_l1(same, same) == 0.0
-    assert ev.pixel_l1(half[0], half[1]) == 1.0
-    assert ev.pixel_l1(torch.zeros(2, 3), torch.full((2, 3), 0.5)) == 0.5
 
 
 # ----------------------------------------------------------------------------------------------

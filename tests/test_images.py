@@ -1,9 +1,7 @@
-"""load_image on every mode and bad input the spec lists; to_pil and save_image_atomic."""
+"""load_image on every mode and bad input; to_pil."""
 
 from __future__ import annotations
 
-import errno
-import os
 import struct
 import zlib
 from pathlib import Path
@@ -13,8 +11,8 @@ import pytest
 from PIL import Image
 
 from ccvae_tools.data.base import Preprocess
-from ccvae_tools.util.errors import CcvaeError, DataError
-from ccvae_tools.data.images import load_image, save_image_atomic, to_pil
+from ccvae_tools.util.errors import DataError
+from ccvae_tools.data.images import load_image, to_pil
 
 RGB64 = Preprocess(size=64, channels=3)
 GRAY64 = Preprocess(size=64, channels=1)
@@ -280,7 +278,7 @@ def test_bad_preprocess_is_a_programming_error(tmp_path: Path) -> None:
         load_image(p, Preprocess(crop="zoom"))
 
 
-# --- to_pil and atomic save --------------------------------------------------------------------
+# --- to_pil --------------------------------------------------------------------
 
 def test_to_pil_uint8_and_float() -> None:
     a = np.zeros((3, 8, 8), np.uint8)
@@ -292,58 +290,3 @@ def test_to_pil_uint8_and_float() -> None:
     assert to_pil(np.full((4, 4), 2.0)).getpixel((0, 0)) == 255          # clipped to [0, 1]
     with pytest.raises(ValueError):
         to_pil(np.zeros((4, 8, 8), np.uint8))
-
-
-def test_round_trip_through_atomic_save(tmp_path: Path) -> None:
-    a = np.random.RandomState(0).randint(0, 256, (3, 16, 16), dtype=np.uint8)
-    out = tmp_path / "out.png"
-    save_image_atomic(a, out)
-    assert np.array_equal(load_image(out, Preprocess(size=16)), a)
-    assert [p.name for p in tmp_path.iterdir()] == ["out.png"]
-    save_image_atomic(to_pil(a), tmp_path / "x.bin", fmt="png")
-    assert _info(tmp_path / "x.bin", "format") == "PNG"
-
-
-def test_atomic_save_into_missing_folder(tmp_path: Path) -> None:
-    target = tmp_path / "missing" / "out.png"
-    with pytest.raises(CcvaeError) as e:
-        save_image_atomic(_solid("RGB", (8, 8), (0, 0, 0)), target)
-    _one_line(e, "does not exist")
-    assert not target.parent.exists() and list(tmp_path.iterdir()) == []
-
-
-def test_atomic_save_unknown_extension(tmp_path: Path) -> None:
-    with pytest.raises(CcvaeError) as e:
-        save_image_atomic(_solid("RGB", (8, 8), (0, 0, 0)), tmp_path / "out.xyz")
-    _one_line(e, ".xyz")
-    assert list(tmp_path.iterdir()) == []
-
-
-def test_atomic_save_disk_full_keeps_old_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    out = tmp_path / "out.png"
-    out.write_bytes(b"old")
-
-    def full(self, fp, *args, **kwargs) -> None:
-        fp.write(b"partial")
-        raise OSError(errno.ENOSPC, "No space left on device")
-
-    monkeypatch.setattr(Image.Image, "save", full)
-    with pytest.raises(CcvaeError) as e:
-        save_image_atomic(np.zeros((3, 8, 8), np.uint8), out)
-    _one_line(e, "disk full")
-    assert out.read_bytes() == b"old"
-    assert [p.name for p in tmp_path.iterdir()] == ["out.png"]
-
-
-def test_atomic_save_jpeg_from_rgba(tmp_path: Path) -> None:
-    save_image_atomic(Image.new("RGBA", (8, 8), (1, 2, 3, 255)), tmp_path / "o.jpg")
-    assert _info(tmp_path / "o.jpg", "mode") == "RGB"
-
-
-def test_atomic_save_file_mode_follows_umask(tmp_path: Path) -> None:
-    old = os.umask(0o022)
-    try:
-        save_image_atomic(np.zeros((1, 8, 8), np.uint8), tmp_path / "o.png")
-    finally:
-        os.umask(old)
-    assert (tmp_path / "o.png").stat().st_mode & 0o777 == 0o644      # not mkstemp's private 0600

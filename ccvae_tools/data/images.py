@@ -1,4 +1,4 @@
-"""Turn any user image into a model input, and write images back safely.
+"""Turn any user image into a model input (`load_image`), and arrays into PIL images (`to_pil`).
 
 `load_image` accepts a path or the bytes of an image file (PNG, JPEG, GIF, WebP, TIFF, BMP, ...) in
 any mode, normalises it (EXIF orientation applied, transparency composited onto white, palette,
@@ -19,8 +19,7 @@ import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 from ccvae_tools.data.base import Preprocess
-from ccvae_tools.util.atomic import atomic_write
-from ccvae_tools.util.errors import CcvaeError, DataError
+from ccvae_tools.util.errors import DataError
 
 MAX_PIXELS = 64_000_000      # larger frames are refused (decompression bombs, absurd scans)
 MIN_SIDE = 8                 # smaller frames carry no usable picture
@@ -224,31 +223,3 @@ def to_pil(arr: np.ndarray) -> Image.Image:
     if a.dtype != np.uint8:
         a = np.rint(np.clip(np.nan_to_num(a.astype(np.float64)), 0.0, 1.0) * 255.0).astype(np.uint8)
     return Image.fromarray(np.ascontiguousarray(a), "L" if a.ndim == 2 else "RGB")
-
-
-def _format_for(path: Path, fmt: str | None) -> str:
-    if fmt:
-        return fmt.upper()
-    ext = path.suffix.lower()
-    found = Image.registered_extensions().get(ext)
-    if found is None:
-        raise CcvaeError(f"{path}: cannot tell the image format from {ext or 'a name without extension'!r}; "
-                         f"end the name with .png or .jpg")
-    return found
-
-
-def save_image_atomic(img: Image.Image | np.ndarray, path: Path, fmt: str | None = None) -> None:
-    """Write an image to `path` all at once: a temp file in the same folder, then os.replace.
-
-    Raises CcvaeError (one line) if the folder is missing or the disk is full; never leaves a partial
-    file behind, and an existing file at `path` stays intact on failure.
-    """
-    path = Path(path)
-    if not isinstance(img, Image.Image):
-        img = to_pil(img)
-    fmt = _format_for(path, fmt)
-    if fmt == "JPEG" and img.mode not in ("L", "RGB", "CMYK"):
-        img = img.convert("RGB")
-    atomic_write(path, lambda f: img.save(f, format=fmt))
-
-

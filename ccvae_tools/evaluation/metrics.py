@@ -96,14 +96,6 @@ def _unit(x: Any) -> np.ndarray:
     return a.astype(np.float64) / 255.0 if a.dtype == np.uint8 else a.astype(np.float64)
 
 
-def pixel_l1(x: Any, x_hat: Any) -> float:
-    """Mean per-pixel absolute difference on [0, 1] pixels (uint8 inputs are divided by 255)."""
-    a, b = _unit(x), _unit(x_hat)
-    if a.shape != b.shape:
-        raise ValueError(f"shapes differ: {a.shape} and {b.shape}")
-    return float(np.abs(a - b).mean()) if a.size else float("nan")
-
-
 def sample_diversity(images: Any) -> float:
     """Mean over pixels of the variance across images (N, C, H, W) on [0, 1] pixels (uint8 / 255).
     0 for identical images; NaN for fewer than two."""
