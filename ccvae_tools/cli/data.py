@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import typer
 
@@ -33,6 +33,33 @@ def data_avatars(
 
     path = generate_avatars(out, n=n, seed=seed, size=size, workers=workers,
                             valid_frac=valid_frac, test_frac=test_frac)
+    print(path)
+
+
+@commands.command("fonts", epilog="""Examples:
+
+  ccvae data fonts data/fonts                          (every font in the system font folders)
+
+  ccvae data fonts data/dejavu --fonts /usr/share/fonts/truetype/dejavu --chars abgkqRS
+
+  ccvae data fonts data/fonts && ccvae train data/fonts --image-size 32
+""")
+def data_fonts(
+    out: Path = typer.Argument(..., help="New folder to write (fonts.csv, images/, truth/, fonts.json)."),
+    fonts: Optional[List[Path]] = typer.Option(None, "--fonts", help="Font file or folder (several allowed; "
+                                               "default: the system font folders)."),
+    chars: Optional[str] = typer.Option(None, "--chars", help="Characters to render, at most 20 (default: "
+                                        "abdefghkmnpqrstuvwyz)."),
+    size: int = typer.Option(32, "--size", min=8, max=512, help="Image side in pixels."),
+    seed: int = typer.Option(0, "--seed", min=0, help="Seed of the split by family."),
+    valid_frac: float = typer.Option(0.15, "--valid-frac", min=0.0, max=0.5, help="Share of families for validation."),
+    test_frac: float = typer.Option(0.15, "--test-frac", min=0.0, max=0.5, help="Share of families for test."),
+) -> None:
+    """Render typefaces as labelled grayscale images (Bold, Italic, Monospace, Condensed, Serif, char)."""
+    from ccvae_tools.data.fonts import DEFAULT_CHARS, generate_fonts
+
+    path = generate_fonts(out, fonts, chars=chars or DEFAULT_CHARS, size=size, seed=seed,
+                          valid_frac=valid_frac, test_frac=test_frac)
     print(path)
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ccvae_tools.data.base import TEST, TRAIN, VALID, Catalog, Label
-from ccvae_tools.data.shared import (IMAGE_EXTS, ReadOptions, choose_labels, iter_csv, label_key,
+from ccvae_tools.data.shared import (IMAGE_EXTS, image_channels, ReadOptions, choose_labels, iter_csv, label_key,
                                       make_preprocess, random_split, read_text, split_note)
 from ccvae_tools.util.errors import DataError, UsageError
 
@@ -148,9 +148,12 @@ def read_folder(path: Path, opts: ReadOptions, image_column: str | None = None) 
     cols = _label_columns(where, header, img, split_col, opts, notes)
     label_info, labels = _read_labels(where, header, rows, cols, opts, notes)
     split = _read_split(where, rows, split_col, opts, notes)
+    channels = image_channels(files)
+    if channels == 1:
+        notes.append("grayscale images: the model gets 1 channel")
     return Catalog(name="folder", root=base, files=files, labels=labels,
                    label_info=label_info, split=split,
-                   preprocess=make_preprocess(opts, channels=3, center_size=None), notes=notes)
+                   preprocess=make_preprocess(opts, channels=channels, center_size=None), notes=notes)
 
 
 def _the_csv(path: Path) -> Path:

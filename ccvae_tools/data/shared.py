@@ -58,6 +58,23 @@ def make_preprocess(opts: ReadOptions, channels: int, center_size: int | None = 
     return Preprocess(size=opts.size, channels=channels, crop="center", crop_size=center_size)
 
 
+GRAY_MODES = ("1", "L", "LA", "I", "I;16", "F")
+
+
+def image_channels(files: Sequence[Path], tries: int = 20) -> int:
+    """1 when every readable image among the first `tries` files is grayscale, else 3 (colour)."""
+    from PIL import Image
+
+    modes = []
+    for f in files[:tries]:
+        try:
+            with Image.open(f) as im:
+                modes.append(im.mode)
+        except Exception:  # noqa: BLE001 - any failure: try the next file; the report names it
+            continue
+    return 1 if modes and all(m in GRAY_MODES for m in modes) else 3
+
+
 def first_image_size(files: Sequence[Path], tries: int = 20) -> tuple[int, int] | None:
     """(width, height) of the first readable image among the first `tries` files, else None."""
     from PIL import Image

@@ -53,7 +53,7 @@ def write_json(path: Path, obj: Any) -> None:
 
 
 def describe_data(root: Path, fmt: str) -> tuple[str, str]:
-    """(name, licence) of a data set: generated sets say theirs in avatars.json; others are unknown."""
+    """(name, licence) of a data set: generated sets say theirs in avatars.json or fonts.json; others are unknown."""
     meta = root / "avatars.json"
     if meta.is_file():
         try:
@@ -61,6 +61,8 @@ def describe_data(root: Path, fmt: str) -> tuple[str, str]:
             return "avatars", str(lic.get("text", "")) if isinstance(lic, dict) else str(lic)
         except ValueError:
             pass
+    if (root / "fonts.json").is_file():
+        return "fonts", "rendered from installed fonts, each under its own licence (fonts.json lists them)"
     return fmt, ""
 
 
