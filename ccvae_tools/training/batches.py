@@ -27,19 +27,48 @@ def labelled_mask(labels: np.ndarray, train_idx: np.ndarray, opts) -> np.ndarray
 
 def epoch_order(train_idx: np.ndarray, labelled: np.ndarray, opts, epoch: int,
                 ) -> np.ndarray:
-    """The epoch's example order: every train example once, labelled ones `sup_oversample` times
-    (fractional part drawn), shuffled by (seed, epoch) so that a resumed run sees the same order."""
+    """The epoch's example order, drawn from (seed, epoch) so that a resumed run sees the same order.
+
+    With --labelled-per-batch k > 0 (and both labelled and unlabelled examples): every batch of
+    --batch-size B holds k labelled examples and B - k unlabelled ones (`mixed_order`). Otherwise the
+    paper's schedule: every train example once, labelled ones `sup_oversample` times (fractional part
+    drawn), shuffled together.
+    """
     rng = np.random.default_rng([opts.seed, epoch])
+    lab = train_idx[labelled[train_idx]]
+    unlab = train_idx[~labelled[train_idx]]
+    per_batch = opts.labelled_per_batch
+    if per_batch > 0 and len(lab) and len(unlab):
+        return mixed_order(lab, unlab, min(per_batch, opts.batch_size - 1), opts.batch_size, rng)
     idx = train_idx
     extra = opts.sup_oversample - 1.0
     if extra > 0:
-        lab = train_idx[labelled[train_idx]]
         reps = [lab] * int(math.floor(extra))
         frac = extra - math.floor(extra)
         if frac > 0:
             reps.append(rng.permutation(lab)[: int(round(frac * len(lab)))])
         idx = np.concatenate([idx] + reps)
     return rng.permutation(idx)
+
+
+def mixed_order(lab: np.ndarray, unlab: np.ndarray, per_batch: int, batch_size: int,
+                rng: np.random.Generator) -> np.ndarray:
+    """Batches of `per_batch` labelled and `batch_size - per_batch` unlabelled examples: the epoch
+    passes once over the unlabelled examples (shuffled); the labelled ones are drawn in shuffled
+    passes, a new pass whenever one runs out, so a small labelled set is seen at every step. The
+    labelled examples are spread through each batch, so that every process of a torchrun job gets
+    its share."""
+    unlab = rng.permutation(unlab)
+    n_steps = max(1, math.ceil(len(unlab) / (batch_size - per_batch)))
+    passes = math.ceil(n_steps * per_batch / len(lab))
+    lab_stream = np.concatenate([rng.permutation(lab) for _ in range(passes)])
+    batches = []
+    for step in range(n_steps):
+        rest = unlab[step * (batch_size - per_batch): (step + 1) * (batch_size - per_batch)]
+        chosen = lab_stream[step * per_batch: (step + 1) * per_batch]
+        batch = np.concatenate([chosen, rest])
+        batches.append(batch[np.argsort(rng.random(len(batch)), kind="stable")])
+    return np.concatenate(batches)
 
 
 class Batches:

@@ -48,7 +48,7 @@ class TrainSplit:
     labelled: np.ndarray            # bool over all examples: keeps its labels in training
     train_labels: np.ndarray        # the labels with the unlabelled train examples' set to NaN
     n_labelled: int
-    majority: np.ndarray            # each label's majority class among the labelled train examples
+    majority: np.ndarray            # each label's majority class over all train examples (as `ccvae eval`)
 
 
 @dataclass
@@ -198,8 +198,10 @@ def _split(data: Decoded, opts: TrainOptions) -> TrainSplit:
     n_labelled = int((~np.isnan(train_labels[train_idx])).any(1).sum())
     if n_labelled == 0:
         raise TrainingError(f"{opts.data}: no labelled training example at --sup-frac {opts.sup_frac}")
+    # the baseline the log reports: every train label, not only the labelled few (a collapsed model
+    # that predicts the labelled subset's majority must not look better than the data's majority)
     return TrainSplit(train_idx, eval_idx[: opts.max_eval], labelled, train_labels, n_labelled,
-                      majority_classes(train_labels, train_idx))
+                      majority_classes(data.labels, train_idx))
 
 
 # ----------------------------------------------------------------------------------------------

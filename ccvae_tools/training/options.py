@@ -37,6 +37,9 @@ class TrainOptions:
     sup_select: str = option("first", "first (the paper: the first fraction) | random (seeded)",
                              choices=("first", "random"), card=True)
     sup_oversample: float = option(1.0, "Times each labelled image is seen per epoch (1: paper).", minimum=1.0)
+    labelled_per_batch: int = option(0, "k: labelled images in every batch, the rest unlabelled (ours; default 0 = "
+                                     "the paper's schedule: each labelled image once an epoch).", minimum=0,
+                                     card=True)
     epochs: int = option(50, "Epochs.", minimum=1, resume=True)
     batch_size: int = option(200, "Batch size (all GPUs together).", minimum=1, card=True)
     lr: float = option(1e-4, "Adam learning rate.", card=True)
@@ -146,6 +149,12 @@ def check_options(opts: TrainOptions) -> None:
             raise UsageError(f"{flag_of(f.name)} must be >= {meta['minimum']:g}, got {value!r}")
     if not 0.0 < opts.sup_frac <= 1.0:
         raise UsageError(f"--sup-frac must be in (0, 1], got {opts.sup_frac}")
+    if opts.labelled_per_batch > 0 and opts.sup_oversample != 1.0:
+        raise UsageError("--labelled-per-batch and --sup-oversample are two ways to show labelled images more "
+                         "often; give one")
+    if opts.labelled_per_batch >= opts.batch_size:
+        raise UsageError(f"--labelled-per-batch must be below --batch-size ({opts.batch_size}), got "
+                         f"{opts.labelled_per_batch}")
     opts.device = check_device_name(opts.device)
     parse_widths(opts.widths, opts.image_size)
 
