@@ -75,3 +75,7 @@ def test_a_run_with_labelled_batches_resumes_exactly(avatar_dir_200, tmp_path):
     assert not all(torch.equal(a[k], c[k]) for k in a)
     options = json.loads((full / "options.json").read_text())
     assert options["labelled_per_batch"] == 8
+
+
+def test_the_paper_preset_keeps_the_papers_schedule():
+    assert resolve_options({"preset": "paper"}).labelled_per_batch == 0
