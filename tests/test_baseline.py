@@ -23,7 +23,8 @@ def test_baseline_learns_from_labelled_images_only(avatar_dir_200, tmp_path):
     torch.manual_seed(0)
     fresh = CCVAE(cfg)
     x = baseline._images(data, labelled)
-    before = float(baseline._classifier_loss(fresh, x, labels[labelled]))
+    with torch.no_grad():
+        before = float(baseline._classifier_loss(fresh, x, labels[labelled]))
     model = baseline.train_supervised(cfg, data, labels, labelled, steps=100, batch_size=20, lr=3e-3)
     with torch.no_grad():
         after = float(baseline._classifier_loss(model, x, labels[labelled]))
