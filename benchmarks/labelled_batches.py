@@ -5,7 +5,7 @@ trained on the labelled images alone, as many steps as the CCVAE runs); one tabl
 metrics (the runs' last metrics.jsonl line).
 
     python benchmarks/labelled_batches.py DATA OUT [--fracs 0.004,0.06] [--ks 0,16] [--epochs 15]
-           [-- extra ccvae train options]
+           [--tag NAME] [--no-baseline] [-- extra ccvae train options]
 
 Each run is an ordinary `ccvae train` run folder under OUT (logs in OUT/*.log); a finished run is
 reused when the script is run again.
@@ -23,7 +23,7 @@ import numpy as np
 
 
 def run_one(data: Path, out: Path, frac: float, k: int, args, extra: list[str]) -> dict:
-    name = f"f{frac:g}-k{k}"
+    name = f"f{frac:g}-k{k}{args.tag}"
     runs = out / name
     done = sorted(runs.glob("*/metrics.jsonl"))
     if not done or json.loads(done[-1].read_text().splitlines()[-1])["epoch"] < args.epochs:
@@ -61,7 +61,7 @@ def supervised_row(data: Path, frac: float, args, steps: int) -> dict:
     model = train_supervised(cfg, decoded, decoded.labels, np.flatnonzero(keep), steps=steps,
                              batch_size=args.batch_size, lr=args.lr, seed=args.seed)
     metrics = baseline_metrics(model, decoded, decoded.indices(VALID)[:5000], train_idx)
-    return {"run": f"f{frac:g}-supervised", "frac": frac, **metrics, "recon_l1": float("nan"),
+    return {"run": f"f{frac:g}-supervised{args.tag}", "frac": frac, **metrics, "recon_l1": float("nan"),
             "minutes": (time.time() - start) / 60}
 
 
@@ -76,13 +76,15 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--tag", default="", help="appended to the run names (for runs with extra options)")
+    parser.add_argument("--no-baseline", action="store_true", help="skip the supervised-only baseline")
     args, extra = parser.parse_known_args()
     extra = [e for e in extra if e != "--"]
     args.out.mkdir(parents=True, exist_ok=True)
     rows = []
     for frac in (float(f) for f in args.fracs.split(",")):
         runs = [run_one(args.data, args.out, frac, int(k), args, extra) for k in args.ks.split(",")]
-        rows += runs + [supervised_row(args.data, frac, args, steps=int(runs[-1]["step"]))]
+        rows += runs if args.no_baseline else runs + [supervised_row(args.data, frac, args, int(runs[-1]["step"]))]
     print(f"{'run':<18} {'mean acc':>8} {'balanced':>8} {'majority':>8} {'above':>7} {'L1':>7} {'min':>5}")
     for r in rows:
         above = sum(r["accuracy"][n] > r["majority_baseline"][n] for n in r["accuracy"])
