@@ -281,6 +281,10 @@ def generate_fonts(out: Path, font_dirs: Sequence[Path] | None = None, chars: st
     faces, skipped = collect_faces(files, say)
     if not faces:
         raise DataError(f"no readable font found in {', '.join(str(d) for d in dirs) or 'the system font folders'}")
+    drawn = [(face, cmap) for face, cmap in faces if any(ord(c) in cmap for c in chars)]
+    if not drawn:
+        raise DataError(f"none of the {len(faces)} faces found has any of {chars!r}")
+    faces = drawn                       # faces of other scripts take no place in the family split
     splits = family_splits([f.family for f, _ in faces], seed, valid_frac, test_frac)
     label_rows = [["image", "split", *LABELS, "char"]]
     truth_rows = [["image", "family", "style", "postscript_name", "weight_class", "italic_angle", "width_class",
