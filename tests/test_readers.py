@@ -13,7 +13,8 @@ from ccvae_tools.data.base import TEST, TRAIN, VALID, Label
 from ccvae_tools.data.celeba import PAPER_LABELS
 from ccvae_tools.data.chexpert import OBSERVATIONS
 from ccvae_tools.data.readers import open_catalog
-from ccvae_tools.data.shared import choose_labels, group_split, label_key, random_split
+from ccvae_tools.data.names import label_key
+from ccvae_tools.data.shared import choose_labels, group_split, random_split
 from ccvae_tools.util.errors import DataError, UsageError
 
 CELEBA_40 = ("5_o_Clock_Shadow Arched_Eyebrows Attractive Bags_Under_Eyes Bald Bangs Big_Lips Big_Nose "

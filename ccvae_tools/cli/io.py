@@ -14,7 +14,6 @@ and `ccvae labels` import this module and must stay fast.
 
 from __future__ import annotations
 
-import difflib
 import io
 import json
 import os
@@ -24,6 +23,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ccvae_tools.data import names
 from ccvae_tools.data.names import label_key
 from ccvae_tools.util.atomic import atomic_write_bytes as _atomic_write_bytes
 from ccvae_tools.util.device import check_device_name
@@ -137,27 +137,11 @@ def label_names_of(meta: dict[str, Any]) -> list[str]:
 # ----------------------------------------------------------------------------------------------
 
 def match_label(name: str, labels: Sequence[str]) -> int:
-    """Index of `name` among `labels`, matched loosely; UsageError with suggestions if unknown."""
+    """Index of `name` among a model's labels, matched loosely (`data.names.match_label`)."""
     labels = [str(x) for x in labels]
-    if name in labels:
-        return labels.index(name)
-    key = label_key(name)
-    hits = [i for i, lab in enumerate(labels) if label_key(lab) == key]
-    if len(hits) == 1:
-        return hits[0]
-    if len(hits) > 1:
-        raise UsageError(f"label {name!r} is ambiguous: it matches {', '.join(labels[i] for i in hits)}; "
-                         f"spell it exactly")
-    if not labels:
-        raise UsageError(f"label {name!r}: this model has no labels")
-    normed = [label_key(lab) for lab in labels]
-    close = difflib.get_close_matches(key, normed, n=3, cutoff=0.6)
-    close_names = [labels[normed.index(c)] for c in close]
-    prefix = [lab for lab, n in zip(labels, normed) if key and n.startswith(key) and lab not in close_names]
-    close_names += prefix[: max(0, 3 - len(close_names))]
-    hint = f"did you mean {' or '.join(close_names)}? " if close_names else ""
-    raise UsageError(f"unknown label {name!r}; {hint}labels of this model: {', '.join(labels)} "
-                     f"(see `ccvae labels`)")
+    listing = f"labels of this model: {', '.join(labels)} (see `ccvae labels`)"
+    return names.match_label(name, labels, listing=listing,
+                             none="this model has no labels")
 
 
 _TRUE = ("1", "true", "yes", "y", "on")

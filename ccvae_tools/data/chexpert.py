@@ -14,8 +14,9 @@ from pathlib import Path
 import numpy as np
 
 from ccvae_tools.data.base import TEST, Catalog, Label
-from ccvae_tools.data.shared import (ReadOptions, choose_labels, group_split, iter_csv, label_key,
-                                      make_preprocess, read_csv_header, read_text, split_note)
+from ccvae_tools.data.names import label_key
+from ccvae_tools.data.shared import (ReadOptions, choose_labels, group_split, iter_csv, make_preprocess,
+                                      read_csv_header, read_text, split_note)
 from ccvae_tools.util.errors import DataError
 
 OBSERVATIONS = ("No Finding", "Enlarged Cardiomediastinum", "Cardiomegaly", "Lung Opacity", "Lung Lesion",

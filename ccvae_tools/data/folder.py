@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from ccvae_tools.data.base import TEST, TRAIN, VALID, Catalog, Label
-from ccvae_tools.data.shared import (IMAGE_EXTS, image_channels, ReadOptions, choose_labels, iter_csv, label_key,
+from ccvae_tools.data.names import label_key
+from ccvae_tools.data.shared import (IMAGE_EXTS, image_channels, ReadOptions, choose_labels, iter_csv,
                                       make_preprocess, random_split, read_text, split_note)
 from ccvae_tools.util.errors import DataError, UsageError
 

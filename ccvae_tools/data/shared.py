@@ -6,7 +6,6 @@ The loose spelling of label names (`names.label_key`) is the one the command lin
 from __future__ import annotations
 
 import csv
-import difflib
 import io
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +14,7 @@ from typing import Sequence
 import numpy as np
 
 from ccvae_tools.data.base import TEST, TRAIN, VALID, Preprocess
-from ccvae_tools.data.names import label_key
+from ccvae_tools.data.names import match_label
 from ccvae_tools.util.errors import DataError, UsageError
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm")
@@ -100,15 +99,12 @@ def choose_labels(requested: Sequence[str] | None, available: Sequence[str], def
     """
     if requested is None:
         return list(default)
-    by_key = {label_key(a): a for a in available}
+    available = [str(a) for a in available]
     out: list[str] = []
     for name in requested:
-        found = by_key.get(label_key(name))
-        if found is None:
-            close = difflib.get_close_matches(label_key(name), list(by_key), n=3, cutoff=0.5)
-            hint = f"; did you mean {', '.join(by_key[c] for c in close)}?" if close else ""
-            raise UsageError(f"unknown label '{name}' in {source}{hint} "
-                             f"(labels: {', '.join(available) or 'none'})")
+        found = available[match_label(name, available, where=f" in {source}",
+                                      listing=f"(labels: {', '.join(available) or 'none'})",
+                                      none=f"{source} has no label columns")]
         if found not in out:
             out.append(found)
     return out

@@ -31,7 +31,7 @@ def load_ground_truth(folders: Sequence[Path], files: Sequence[str], label_names
                       ) -> GroundTruth | None:
     """Read avatars.json + avatars.csv from the first folder that has both; rows matched to the
     decoded images by file name. None when there is no ground truth."""
-    from ccvae_tools.data.shared import label_key
+    from ccvae_tools.data.names import label_key
 
     for folder in folders:
         meta_path, table_path = Path(folder) / "avatars.json", Path(folder) / "avatars.csv"
