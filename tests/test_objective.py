@@ -266,3 +266,22 @@ def test_kl_weight_scales_only_the_latent_part_of_F():
         expect = -(w * (terms.log_px + beta * (terms.F - terms.log_px)) + terms.log_q_hat * 3.0
                    + (terms.bound - w * terms.F - terms.log_q_hat)).mean()
         assert torch.allclose(training_loss(terms, 2.0, beta), expect, rtol=1e-5, atol=1e-3)
+
+
+def test_bernoulli_likelihood_is_the_soft_binary_cross_entropy():
+    from ccvae_tools.data.base import Label
+    from ccvae_tools.model.network import CCVAE, ModelConfig
+
+    torch.manual_seed(0)
+    cfg = ModelConfig(image_size=32, channels=1, labels=[Label("a")], z_style=2, widths=(4, 4, 4), hidden=8,
+                      likelihood="bernoulli")
+    m = CCVAE(cfg)
+    x = torch.rand(3, 1, 32, 32)
+    mean = torch.rand(3, 1, 32, 32).clamp(0.01, 0.99)
+    want = -torch.nn.functional.binary_cross_entropy(mean, x, reduction="none").flatten(1).sum(1)
+    assert torch.allclose(m.log_likelihood(x, mean), want, atol=1e-4)
+    again = ModelConfig.from_json(cfg.to_json())
+    assert again.likelihood == "bernoulli"
+    old = cfg.to_json()
+    old.pop("likelihood")                                 # a weights file from before the option
+    assert ModelConfig.from_json(old).likelihood == "laplace"

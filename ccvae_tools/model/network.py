@@ -24,6 +24,8 @@ from ccvae_tools.data.base import Label
 
 MIN_SCALE = 1e-3
 ARCHITECTURE = "ccvae-conv"
+LIKELIHOODS = ("laplace", "bernoulli")
+BERNOULLI_EPS = 1e-6                 # the decoder's mean kept off 0 and 1 for the log
 # Encoder widths of the stride-2 convolutions for each supported image size. The 64 px entry is
 # the paper's network (3->32->32->64->128, then 4x4 to 1x1 with 256 channels).
 DEFAULT_WIDTHS = {32: (32, 64, 128), 64: (32, 32, 64, 128), 128: (32, 32, 64, 128, 128)}
@@ -39,6 +41,7 @@ class ModelConfig:
     label_dims: list[int] = field(default_factory=list)   # d_i per label; empty = 1 each
     z_style: int = 27
     likelihood_scale: float = 1.0                        # b of the Laplace p(x|z)
+    likelihood: str = "laplace"                          # p(x|z): "laplace" (the paper's) or "bernoulli"
     widths: tuple[int, ...] = ()                           # empty = DEFAULT_WIDTHS[image_size]
     hidden: int = 256
     architecture: str = ARCHITECTURE
@@ -58,6 +61,8 @@ class ModelConfig:
             raise ValueError("label_dims must give one size >= 1 per label")
         if self.channels not in (1, 3):
             raise ValueError("channels must be 1 or 3")
+        if self.likelihood not in LIKELIHOODS:
+            raise ValueError(f"likelihood must be one of {', '.join(LIKELIHOODS)}")
 
     @property
     def z_char(self) -> int:
@@ -229,9 +234,16 @@ class CCVAE(nn.Module):
         return lp.masked_fill(~self.class_mask, float("-inf"))
 
     def log_likelihood(self, x: torch.Tensor, x_mean: torch.Tensor) -> torch.Tensor:
-        """log p(x|z) under the Laplace with scale b, summed over pixels: (B,)."""
+        """log p(x|z) summed over pixels: (B,). Laplace with scale b (the paper's), or Bernoulli with
+        the decoder's mean as the probability (x in [0, 1] as a soft target): on sparse images, such as
+        dark strokes on a white page, the Laplace's best guess under doubt is each pixel's median,
+        the blank page, while the Bernoulli's is its mean, so the decoder starts to draw."""
+        mean = _full(x_mean)
+        if self.cfg.likelihood == "bernoulli":
+            p = mean.clamp(BERNOULLI_EPS, 1.0 - BERNOULLI_EPS)
+            return (x * torch.log(p) + (1.0 - x) * torch.log1p(-p)).flatten(1).sum(1)
         b = self.cfg.likelihood_scale
-        return (-(x - _full(x_mean)).abs() / b - math.log(2 * b)).flatten(1).sum(1)
+        return (-(x - mean).abs() / b - math.log(2 * b)).flatten(1).sum(1)
 
     # -- label prior ------------------------------------------------------------------------------
     @torch.no_grad()

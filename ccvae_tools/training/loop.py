@@ -214,7 +214,7 @@ def _new_model(opts: TrainOptions, data: Decoded, split: TrainSplit, resuming: b
     cfg = ModelConfig(image_size=opts.image_size, channels=data.preprocess.channels,
                       labels=list(data.label_info), label_dims=[opts.label_dim] * len(data.label_info),
                       widths=parse_widths(opts.widths, opts.image_size),
-                      z_style=opts.z_style, likelihood_scale=opts.likelihood_scale)
+                      z_style=opts.z_style, likelihood_scale=opts.likelihood_scale, likelihood=opts.likelihood)
     model = CCVAE(cfg)
     if opts.init_from and not resuming:
         start, _ = load_model(opts.init_from)

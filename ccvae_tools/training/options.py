@@ -51,6 +51,9 @@ class TrainOptions:
     image_size: int = option(64, "32, 64 or 128.", choices=(32, 64, 128), card=True)
     crop: str = option("auto", "auto | center | squash | N (centre crop size)", card=True)
     uncertain: str = option("ignore", "CheXpert -1: ignore | ones | zeros")
+    likelihood: str = option("laplace", "p(x|z): laplace (the paper's) | bernoulli (sparse images such as "
+                             "glyphs, where the Laplace draws a blank page).", choices=("laplace", "bernoulli"),
+                             card=True)
     likelihood_scale: float = option(1.0, "Laplace scale b of p(x|z).", card=True)
     draws: int = option(100, "K: draws for q^(y|x) (default 100).", minimum=1, card=True)
     classifier_weight: float = option(100.0, "alpha: extra weight on log q^(y|x) in the loss (default 100; 0 = "
