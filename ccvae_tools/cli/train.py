@@ -16,15 +16,12 @@ from ccvae_tools.util.errors import UsageError
 commands = Commands()
 register = commands.register
 
-# flags of the command that are not training options
-EXTRA = {
-    "resume": (Optional[str], typer.Option(None, "--resume", help="RUN folder, or auto: continue it exactly.")),
-    "dry_run": (bool, typer.Option(False, "--dry-run", help="Resolve and write the options, then stop.")),
-}
-AFTER = {"out": "resume"}            # where an extra flag goes in --help
+# flags of the command that are not training options, and the option each follows in --help
+RESUME = typer.Option(None, "--resume", help="RUN folder, or auto: continue it exactly.")
+DRY_RUN = typer.Option(False, "--dry-run", help="Resolve and write the options, then stop.")
 
 
-def _flag_type(name: str, hint: Any, comma_list: bool) -> Any:
+def _flag_type(hint: Any, comma_list: bool) -> Any:
     """The flag's type: the field's type without None (a comma-separated list is a string)."""
     if comma_list:
         return Optional[str]
@@ -32,24 +29,23 @@ def _flag_type(name: str, hint: Any, comma_list: bool) -> Any:
     return Optional[base[0]]
 
 
+def _param(name: str, default: Any, annotation: Any) -> inspect.Parameter:
+    return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
+
+
 def _parameters() -> list[inspect.Parameter]:
     hints = get_type_hints(TrainOptions)
     data = typer.Argument(None, help=TrainOptions.__dataclass_fields__["data"].metadata["help"])
-    params = [inspect.Parameter("data", inspect.Parameter.KEYWORD_ONLY, default=data, annotation=Optional[Path])]
+    params = [_param("data", data, Optional[Path])]
     for f in option_fields():
         meta = f.metadata
         if not meta["cli"]:
             continue
         flag = typer.Option(None, flag_of(f.name), help=meta["help"], metavar=meta["metavar"], envvar=meta["envvar"])
-        params.append(inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=flag,
-                                        annotation=_flag_type(f.name, hints[f.name], meta["comma_list"])))
-        if f.name in AFTER:
-            extra = AFTER[f.name]
-            params.append(inspect.Parameter(extra, inspect.Parameter.KEYWORD_ONLY, default=EXTRA[extra][1],
-                                            annotation=EXTRA[extra][0]))
-    params.append(inspect.Parameter("dry_run", inspect.Parameter.KEYWORD_ONLY, default=EXTRA["dry_run"][1],
-                                    annotation=EXTRA["dry_run"][0]))
-    return params
+        params.append(_param(f.name, flag, _flag_type(hints[f.name], meta["comma_list"])))
+        if f.name == "out":
+            params.append(_param("resume", RESUME, Optional[str]))
+    return params + [_param("dry_run", DRY_RUN, bool)]
 
 
 TRAIN_EXAMPLES = """Examples:
