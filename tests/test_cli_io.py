@@ -499,3 +499,18 @@ def test_cli_io_imports_nothing_heavy():
             "print(sorted(m for m in ('torch', 'numpy', 'PIL') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_a_shipped_model_is_found_by_name(tmp_path, monkeypatch):
+    monkeypatch.delenv("CCVAE_MODEL", raising=False)
+    (tmp_path / "fonts32.safetensors").write_bytes(b"x")
+    monkeypatch.setattr(cli_io, "shipped_weights_dirs", lambda: [tmp_path])
+    assert cli_io.resolve_model_path("fonts32") == tmp_path / "fonts32.safetensors"
+    monkeypatch.setenv("CCVAE_MODEL", "fonts32")
+    assert cli_io.resolve_model_path(None) == tmp_path / "fonts32.safetensors"
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "fonts32").write_bytes(b"y")                        # a file of that name wins
+    assert cli_io.resolve_model_path("fonts32") == Path("fonts32")
+    for name in ("nosuch", "../fonts32", "Fonts32"):
+        with pytest.raises(cli_io.WeightsError, match="no such weights file"):
+            cli_io.resolve_model_path(name)

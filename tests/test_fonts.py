@@ -121,3 +121,55 @@ def test_bad_options_are_one_line_usage_errors(tmp_path, capsys):
 def test_font_strings_cannot_escape_the_folder_or_the_terminal():
     assert F.slug("../../etc/passwd") == "etc_passwd" and "/" not in F.slug("a/b\\c")
     assert F.clean_text("Evil\x1b]0;title\x07Font\n") == "Evil]0;titleFont"
+
+
+def _face(**kw) -> "F.Face":
+    base = dict(path=Path("x.ttf"), index=0, family="Foo", style="Regular", postscript="Foo-Regular",
+                weight_class=400, width_class=5, italic_angle=0.0, fs_selection=0, fixed_pitch=False,
+                panose_family=2, panose_serif=0, panose_proportion=0, licence="")
+    base.update(kw)
+    return F.Face(**base)
+
+
+def test_label_rules_where_the_flags_are_not_set():
+    assert _face(panose_proportion=9).labels()["Monospace"] == 1.0          # FreeMono: PANOSE, not post
+    assert _face(panose_family=0, panose_proportion=9).labels()["Monospace"] == 0.0
+    assert _face(family="Roboto Condensed").labels()["Condensed"] == 1.0    # width class left at 5
+    assert _face(style="SemiCondensed Bold").labels()["Condensed"] == 1.0
+    assert _face(family="Liberation Sans Narrow").labels()["Condensed"] == 1.0
+    assert _face(family="Second Foo").labels()["Condensed"] == 0.0
+    assert F.serif_of(0, 0, "Nimbus Roman") == 1.0
+
+
+def test_symbol_fonts_do_not_count_as_drawing_letters():
+    assert F._own_glyph("a", 0x61) and F._own_glyph("a.sc", 0x61) and F._own_glyph("uni0061", 0x61)
+    assert F._own_glyph("glyph12", 0x61) and F._own_glyph("cid00042", 0x61)      # no glyph names at all
+    assert not F._own_glyph("alpha", 0x61) and not F._own_glyph("a60", 0x61)      # Symbol, Dingbats
+
+
+def test_family_split_brings_both_classes_into_the_held_out_splits():
+    faces = []
+    for fam in range(12):
+        for face in range(4 if fam else 40):                 # one family ten times the others' size
+            faces.append((f"fam{fam}", {"Italic": float(face % 2), "Condensed": float(fam % 3 == 0),
+                                        "Serif": float("nan")}))
+    for seed in range(5):
+        split = F.family_splits(faces, seed, valid_frac=0.15, test_frac=0.15)
+        for which in (1, 2):
+            held = [labels for fam, labels in faces if split[fam] == which]
+            assert {lab["Italic"] for lab in held} == {0.0, 1.0}
+            assert {lab["Condensed"] for lab in held} == {0.0, 1.0}
+            assert len(held) <= 0.15 * len(faces) * 1.25
+        assert split["fam0"] == 0                            # too big for a held-out split
+
+
+def test_the_characteristics_reach_eval_by_label(font_set):
+    from ccvae_tools.evaluation.truth import load_continuous_truth
+
+    files = [r["image"] for r in _rows(font_set / "fonts.csv")]
+    truth = load_continuous_truth([font_set], files, ["Bold", "Italic", "Monospace", "Condensed", "Serif", "char"])
+    assert truth.columns == {"Bold": "weight_class", "Italic": "italic_angle", "Condensed": "width_class"}
+    weights = dict(zip(files, truth.values["weight_class"]))
+    rows = {r["image"]: r for r in _rows(font_set / "truth" / "characteristics.csv")}
+    assert all(weights[f] == float(rows[f]["weight_class"]) for f in files)
+    assert load_continuous_truth([font_set / "images"], files, ["Bold"]) is None

@@ -51,6 +51,7 @@ def render_report(report: dict) -> list:
         out.append(_text("from z_s: the label read from z_s by a linear probe; near the majority column when z_s "
                          "leaves the label to z_c"))
     out += _capture(mt)
+    out += _capture_continuous(mt)
     skipped = (report.get("details") or {}).get("capture_skipped")
     if skipped:
         out.append(_text("capture skipped: " + "; ".join(f"{k}: {v}" for k, v in skipped.items())))
@@ -140,6 +141,29 @@ def _capture(mt: dict) -> list:
                          f"{cs['labels']} labels (above at all: {cs['z_c_above']}); z_s above z_c^i by as much: "
                          f"{cs['z_s_clearly_above']}"))
     return out
+
+
+def _capture_continuous(mt: dict) -> list:
+    """The continuous-capture table (typefaces: weight class within Bold, ...): R^2 / Spearman."""
+    from rich import box
+    from rich.table import Table
+
+    capture = mt.get("capture_continuous")
+    if not capture:
+        return []
+    ct = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
+    for c in ("label", "characteristic", "class", "train", "test", "z_c R^2", "z_s R^2", "z_c rank", "z_s rank"):
+        ct.add_column(c, justify="left" if c in ("label", "characteristic") else "right")
+    for name, e in capture.items():
+        for k, v in e["within"].items():
+            if "skipped" in v:
+                ct.add_row(_text(name), _text(e["column"]), k, _f(v["train"]), _f(v["test"]),
+                           _text(v["skipped"]), "", "", "")
+                continue
+            ct.add_row(_text(name), _text(e["column"]), k, _f(v["train"]), _f(v["test"]), _f(v["z_c"]["r2"]),
+                       _f(v["z_s"]["r2"]), _f(v["z_c"]["spearman"]), _f(v["z_s"]["spearman"]))
+    return [_text("characteristic capture: the continuous characteristic within each class of its label, "
+                  "regressed from z_c^i and from z_s (R^2, Spearman rank correlation)"), ct]
 
 
 def _stdout_console():

@@ -53,12 +53,15 @@ WARN_EACH = 3               # per kind of warning, the first few inputs are name
 # weights
 # ----------------------------------------------------------------------------------------------
 
-def default_model_candidates() -> list[Path]:
-    """Where the shipped default weights may be, in order: a source checkout, then installed data."""
+SHIPPED_NAME = re.compile(r"[a-z][a-z0-9_-]{0,40}")     # a shipped model's name: the file's stem
+
+
+def shipped_weights_dirs() -> list[Path]:
+    """Where the shipped weights may be, in order: a source checkout, then installed data."""
     import sysconfig
 
     here = Path(__file__).resolve().parents[2]             # the folder holding the package (cli/io.py)
-    out = [here / "weights" / DEFAULT_WEIGHTS]
+    out = [here / "weights"]
     prefixes = [sys.prefix]
     try:
         prefixes.append(sysconfig.get_path("data"))         # the scheme's data folder (= prefix mostly)
@@ -71,24 +74,40 @@ def default_model_candidates() -> list[Path]:
     except Exception:  # noqa: BLE001 - site may be stripped in embedded Pythons  # pragma: no cover
         pass
     for p in prefixes:
-        cand = Path(p) / "share" / "ccvae" / "weights" / DEFAULT_WEIGHTS
+        cand = Path(p) / "share" / "ccvae" / "weights"
         if cand not in out:
             out.append(cand)
     return out
 
 
+def default_model_candidates() -> list[Path]:
+    """Where the shipped default weights may be, in order."""
+    return [d / DEFAULT_WEIGHTS for d in shipped_weights_dirs()]
+
+
+def shipped_model(name: str) -> Path | None:
+    """A shipped model by name (`-m fonts32` for weights/fonts32.safetensors), or None."""
+    if not SHIPPED_NAME.fullmatch(name):
+        return None
+    for d in shipped_weights_dirs():
+        if (d / f"{name}.safetensors").is_file():
+            return d / f"{name}.safetensors"
+    return None
+
+
 def resolve_model_path(option: str | os.PathLike | None, source: str = "--model") -> Path:
-    """The weights file to use: `--model`, else $CCVAE_MODEL, else the shipped default.
+    """The weights file to use: `--model` (a path, or the name of a shipped model such as fonts32),
+    else $CCVAE_MODEL, else the shipped default.
 
     A path given explicitly must exist (WeightsError naming where it came from, `source`); a run
     folder holding model.safetensors stands for that file. When no default is installed the error
     says where it looked and how to pass one.
     """
-    if option is not None and str(option) != "":
-        return _existing(Path(os.path.expanduser(str(option))), source)
-    env = os.environ.get(MODEL_ENV, "")
-    if env:
-        return _existing(Path(os.path.expanduser(env)), MODEL_ENV)
+    for given, where in ((option, source), (os.environ.get(MODEL_ENV, ""), MODEL_ENV)):
+        if given is not None and str(given) != "":
+            path = Path(os.path.expanduser(str(given)))
+            shipped = None if path.exists() else shipped_model(str(given))
+            return shipped if shipped is not None else _existing(path, where)
     candidates = default_model_candidates()
     for cand in candidates:
         if cand.is_file():

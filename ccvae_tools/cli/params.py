@@ -13,7 +13,8 @@ import typer
 
 from ccvae_tools.util.device import DEVICE_CHOICES, DEVICE_ENV
 
-MODEL_HELP = "Weights file (.safetensors); default: $CCVAE_MODEL, else the shipped default weights."
+MODEL_HELP = ("Weights file (.safetensors), or a shipped model by name (avatars64, fonts32); default: "
+              "$CCVAE_MODEL, else the shipped default weights.")
 DEVICE_HELP = f"{' | '.join(DEVICE_CHOICES)} (auto: the accelerator when present)."
 
 

@@ -2,17 +2,21 @@
 and labelled from each font's own tables (`ccvae data fonts`).
 
 Labels (binary unless said): Bold (OS/2 usWeightClass >= 600), Italic (fsSelection ITALIC or
-OBLIQUE bit, or a non-zero post.italicAngle), Monospace (post.isFixedPitch), Condensed (OS/2
-usWidthClass <= 4), Serif (PANOSE serif style of a Latin text face: cove to triangle = serif,
+OBLIQUE bit, or a non-zero post.italicAngle), Monospace (post.isFixedPitch, or PANOSE proportion
+"monospaced" of a Latin text face), Condensed (OS/2 usWidthClass <= 4, or a word "Condensed",
+"Narrow", "Compressed" or "Cnd" in the family or style name: some condensed families leave the width
+class at normal), Serif (PANOSE serif style of a Latin text face: cove to triangle = serif,
 normal/obtuse/perpendicular sans, flared and rounded = sans; where PANOSE is unset, the family name:
-a word "Sans" = sans, "Serif" = serif, else missing), and `char`, the character (multi-class).
+a word "Sans" = sans, "Serif" or "Roman" = serif, else missing), and `char`, the character (multi-class).
 
 The set is written as a folder + CSV data set (fonts.csv, images/), so `ccvae train` and `ccvae eval`
 read it as they read any labelled folder. truth/characteristics.csv records the continuous
 characteristics behind the labels (weight class, italic angle, width class) and the family of every
-image. The split is by family (a typographic family's faces share one split), so the test split holds
+image; truth/characteristics.json names the label each characteristic belongs to, for the capture
+part of `ccvae eval`. The split is by family (a typographic family's faces share one split), so the test split holds
 typefaces the model never saw. A face found twice (same PostScript name) is kept once, a character
-the font lacks is skipped for that face, and an unreadable file is reported and skipped.
+the font lacks, or maps to a glyph named for another character (symbol fonts), is skipped for that
+face, and an unreadable file is reported and skipped.
 """
 
 from __future__ import annotations
@@ -29,7 +33,6 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from ccvae_tools.data.shared import random_split
 from ccvae_tools.util.atomic import atomic_write_bytes
 from ccvae_tools.util.errors import DataError, UsageError
 
@@ -37,6 +40,8 @@ FONT_EXTS = (".ttf", ".otf", ".ttc", ".otc")
 DEFAULT_CHARS = "abdefghkmnpqrstuvwyz"     # 20 letters: the folder reader's most classes for a label
 MAX_CHARS = 20
 LABELS = ("Bold", "Italic", "Monospace", "Condensed", "Serif")
+# the continuous characteristic inside each binary label, as `ccvae eval` reads it (characteristics.json)
+CONTINUOUS = (("Bold", "weight_class"), ("Italic", "italic_angle"), ("Condensed", "width_class"))
 INK_SHARE = 0.75                          # the font size as a share of the image side
 
 
@@ -102,14 +107,23 @@ class Face:
     fixed_pitch: bool
     panose_family: int
     panose_serif: int
+    panose_proportion: int
     licence: str
 
     def labels(self) -> dict[str, float]:
         return {"Bold": float(self.weight_class >= 600),
                 "Italic": float(bool(self.fs_selection & 0b1000000001) or self.italic_angle != 0.0),
-                "Monospace": float(self.fixed_pitch),
-                "Condensed": float(self.width_class <= 4),
+                "Monospace": float(self.fixed_pitch or (self.panose_family == 2 and self.panose_proportion == 9)),
+                "Condensed": float(self.width_class <= 4 or bool(NARROW_WORDS & _words(self.family, self.style))),
                 "Serif": serif_of(self.panose_family, self.panose_serif, self.family)}
+
+
+NARROW_WORDS = {"condensed", "narrow", "compressed", "cnd"}
+
+
+def _words(*texts: str) -> set[str]:
+    """The lower-case words of names, split at case changes too ("SemiCondensed" -> semi, condensed)."""
+    return {w.lower() for t in texts for w in re.findall(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])", t)}
 
 
 def serif_of(panose_family: int, panose_serif: int, family: str) -> float:
@@ -118,10 +132,10 @@ def serif_of(panose_family: int, panose_serif: int, family: str) -> float:
         return 1.0
     if panose_family == 2 and 11 <= panose_serif <= 15:
         return 0.0
-    words = {w.lower() for w in re.findall(r"[A-Za-z]+", family)}
+    words = _words(family)
     if "sans" in words:
         return 0.0
-    if "serif" in words:
+    if words & {"serif", "roman"}:
         return 1.0
     return float("nan")
 
@@ -147,7 +161,23 @@ def _face_of(font, path: Path, index: int) -> Face:
                 width_class=int(os2.usWidthClass), italic_angle=float(post.italicAngle),
                 fs_selection=int(os2.fsSelection), fixed_pitch=bool(post.isFixedPitch),
                 panose_family=int(getattr(panose, "bFamilyType", 0)),
-                panose_serif=int(getattr(panose, "bSerifStyle", 0)), licence=_name(name, 13, 14))
+                panose_serif=int(getattr(panose, "bSerifStyle", 0)),
+                panose_proportion=int(getattr(panose, "bProportion", 0)), licence=_name(name, 13, 14))
+
+
+def _own_glyph(glyph: str, code: int) -> bool:
+    """Whether a glyph's name says it draws this character: symbol and dingbat fonts map the Latin
+    letters to other drawings (Standard Symbols' "a" is its alpha). Fonts without glyph names pass."""
+    from fontTools.agl import UV2AGL
+
+    base = glyph.split(".")[0]
+    return (base in (UV2AGL.get(code), f"uni{code:04X}", f"u{code:04X}", f"u{code:05X}")
+            or re.fullmatch(r"(glyph|gid|cid|g)\d+", base) is not None)
+
+
+def _drawn_chars(font) -> set[int]:
+    """The code points the face's cmap maps to a glyph of their own (see _own_glyph)."""
+    return {code for code, glyph in (font.getBestCmap() or {}).items() if _own_glyph(glyph, code)}
 
 
 def read_faces(path: Path) -> tuple[list[Face], dict[int, set[int]]]:
@@ -160,7 +190,7 @@ def read_faces(path: Path) -> tuple[list[Face], dict[int, set[int]]]:
         else:
             fonts = [TTFont(str(path), lazy=True)]
         faces = [_face_of(f, path, i) for i, f in enumerate(fonts)]
-        cmaps = {i: set((f.getBestCmap() or {}).keys()) for i, f in enumerate(fonts)}
+        cmaps = {i: _drawn_chars(f) for i, f in enumerate(fonts)}
     except (TTLibError, KeyError, AttributeError, struct.error, OSError, ValueError, AssertionError) as e:
         raise DataError(f"{path.name}: not a readable font ({type(e).__name__}: {clean_text(e)[:120]})") from None
     return faces, cmaps
@@ -223,15 +253,39 @@ def collect_faces(files: Sequence[Path], say: Callable[[str], None]) -> tuple[li
     return faces, skipped
 
 
-def family_splits(families: Sequence[str], seed: int, valid_frac: float, test_frac: float) -> dict[str, int]:
-    """Each family's split (0 train, 1 valid, 2 test), seeded; from 3 families on, valid and test
-    hold at least one family each."""
-    names = sorted(set(families))
-    n = len(names)
-    n_test = max(1, round(n * test_frac)) if n >= 3 and test_frac > 0 else round(n * test_frac)
-    n_valid = max(1, round(n * valid_frac)) if n >= 3 and valid_frac > 0 else round(n * valid_frac)
-    split = random_split(n, seed, n_valid / n if n else 0.0, n_test / n if n else 0.0)
-    return {name: int(s) for name, s in zip(names, split)}
+def family_splits(faces: Sequence[tuple[str, dict[str, float]]], seed: int, valid_frac: float, test_frac: float
+                  ) -> dict[str, int]:
+    """Each family's split (0 train, 1 valid, 2 test) from (family, labels) per face, seeded.
+
+    Test, then valid, take families in a seeded order until they hold their share of the faces
+    (families are whole: one family can be a sixth of a collection), first those that bring a label
+    class the split does not have yet, so that a held-out split shows italic and upright, condensed
+    and normal faces where the collection allows. From 3 families on, each holds at least one family.
+    """
+    sizes: dict[str, int] = {}
+    classes: dict[str, set] = {}
+    for family, labels in faces:
+        sizes[family] = sizes.get(family, 0) + 1
+        classes.setdefault(family, set()).update((k, v) for k, v in labels.items() if v == v)
+    order = [str(n) for n in np.random.default_rng([seed, 3]).permutation(sorted(sizes))]
+    split = {name: 0 for name in order}
+    total = sum(sizes.values())
+    for which, frac in ((2, test_frac), (1, valid_frac)):
+        free = [n for n in order if split[n] == 0]
+        if frac <= 0 or len(free) < 2:
+            continue
+        room, held, covered = frac * total * 1.25, 0, set()
+        for bring_new in (True, False):
+            for name in free:
+                if split[name] or held + sizes[name] > room or (held >= frac * total and not bring_new):
+                    continue
+                if bring_new and not classes[name] - covered:
+                    continue
+                split[name], held = which, held + sizes[name]
+                covered |= classes[name]
+        if held == 0 and len(order) >= 3:
+            split[min(free, key=lambda n: (sizes[n], n))] = which
+    return split
 
 
 SPLIT_WORDS = ("train", "valid", "test")
@@ -285,7 +339,7 @@ def generate_fonts(out: Path, font_dirs: Sequence[Path] | None = None, chars: st
     if not drawn:
         raise DataError(f"none of the {len(faces)} faces found has any of {chars!r}")
     faces = drawn                       # faces of other scripts take no place in the family split
-    splits = family_splits([f.family for f, _ in faces], seed, valid_frac, test_frac)
+    splits = family_splits([(f.family, f.labels()) for f, _ in faces], seed, valid_frac, test_frac)
     label_rows = [["image", "split", *LABELS, "char"]]
     truth_rows = [["image", "family", "style", "postscript_name", "weight_class", "italic_angle", "width_class",
                    "file"]]
@@ -299,6 +353,8 @@ def generate_fonts(out: Path, font_dirs: Sequence[Path] | None = None, chars: st
         raise DataError(f"none of the {len(faces)} faces found draws any of {chars!r}")
     csv_path = atomic_write_bytes(out / "fonts.csv", _csv(label_rows), DataError)
     atomic_write_bytes(out / "truth" / "characteristics.csv", _csv(truth_rows), DataError)
+    atomic_write_bytes(out / "truth" / "characteristics.json", (json.dumps(
+        {"continuous": dict(CONTINUOUS)}, indent=1) + "\n").encode(), DataError)
     _write_record(out, faces, skipped, splits, chars, size, seed, len(label_rows) - 1)
     say(f"{len(label_rows) - 1:,} images of {len(faces):,} faces in {len(set(splits)):,} families "
         f"({len(skipped):,} skipped) -> {csv_path}")

@@ -10,6 +10,8 @@ known cases; none of them touches a model, a judge or a file.
     capture_accuracy(x_tr, v_tr, x_te, v_te)                  one softmax-regression probe (also: each
                                                               label read from z_s, the labels_from_style block)
     capture_summary(capture)                                  where z_c^i beats z_s, counted over labels
+    regression_scores(x_tr, v_tr, x_te, v_te)                 a ridge probe of a continuous characteristic:
+                                                              R^2 and Spearman (ridge_predict, r_squared, spearman)
     chance_level(v_tr, v_te)                                  the train-majority variant's test share
     coarse_variants(values)                                   'style/#colour' -> 'style'
     edit_success(probs, label, target)                        share judged as the target class
@@ -185,6 +187,40 @@ def capture_scores(zc_train: Any, zs_train: Any, v_train: Sequence, zc_test: Any
         "train": int(len(v_train)),
         "test": int(len(v_test)),
     }
+
+
+def ridge_predict(train_x: np.ndarray, train_v: np.ndarray, test_x: np.ndarray, ridge: float = 1e-2) -> np.ndarray:
+    """A ridge regression on standardised codes, fitted on the train rows, predicting the test rows."""
+    mu, sd, v_mean = train_x.mean(0), train_x.std(0) + 1e-8, train_v.mean()
+    a, b = (train_x - mu) / sd, (test_x - mu) / sd          # centred: the intercept is v's mean, not shrunk
+    w = np.linalg.solve(a.T @ a + ridge * len(a) * np.eye(a.shape[1]), a.T @ (train_v - v_mean))
+    return b @ w + v_mean
+
+
+def _average_ranks(a: np.ndarray) -> np.ndarray:
+    """Ranks 0..n-1, tied values sharing the mean of their ranks (weight classes tie a lot)."""
+    values, inverse, counts = np.unique(a, return_inverse=True, return_counts=True)
+    starts = np.cumsum(counts) - counts
+    return (starts + (counts - 1) / 2.0)[inverse]
+
+
+def spearman(a: np.ndarray, b: np.ndarray) -> float:
+    """Spearman rank correlation with tied ranks averaged; NaN when either side is constant."""
+    if np.ptp(a) == 0 or np.ptp(b) == 0:
+        return float("nan")
+    return float(np.corrcoef(_average_ranks(np.asarray(a)), _average_ranks(np.asarray(b)))[0, 1])
+
+
+def r_squared(truth: np.ndarray, pred: np.ndarray) -> float:
+    """1 - residual variance / variance of the truth (negative when worse than the truth's mean)."""
+    var = truth.var()
+    return float(1 - ((truth - pred) ** 2).mean() / var) if var > 0 else float("nan")
+
+
+def regression_scores(train_x: Any, train_v: np.ndarray, test_x: Any, test_v: np.ndarray) -> dict:
+    """How well a continuous characteristic is predicted from codes: R^2 and Spearman on the test rows."""
+    pred = ridge_predict(_np(train_x).astype(np.float64), np.asarray(train_v, float), _np(test_x).astype(np.float64))
+    return {"r2": r_squared(np.asarray(test_v, float), pred), "spearman": spearman(np.asarray(test_v, float), pred)}
 
 
 CAPTURE_MARGIN = 0.05   # "clearly above": z_c^i's probe beats z_s's by at least this accuracy

@@ -26,10 +26,11 @@ import torch
 from ccvae_tools.data.base import SPLIT_NAMES, TRAIN, Decoded
 from ccvae_tools.evaluation.heldout import HeldoutPass, predicted_classes
 from ccvae_tools.evaluation.metrics import (capture_accuracy, capture_scores, capture_summary, carried_share,
+                                           regression_scores,
                                             classification_metrics, coarse_variants, consistent_targets,
                                             edit_success, json_ready, label_combinations, leakage,
                                             majority_classes, mean_of, sample_diversity)
-from ccvae_tools.evaluation.truth import GroundTruth, capture_class
+from ccvae_tools.evaluation.truth import ContinuousTruth, GroundTruth, capture_class
 from ccvae_tools.interventions import conditional_sample, edit
 
 JUDGE_CHUNK = 1024          # evaluated images handed to the judge at a time
@@ -171,10 +172,11 @@ class _ProbeCodes:
 
 
 def style_probe_and_capture(ev: EvalSet, mu_test: torch.Tensor, truth: GroundTruth | None, capture_cap: int,
-                            report: Report) -> None:
+                            report: Report, continuous: ContinuousTruth | None = None) -> None:
     """3. Each label read from z_s by a linear probe (labels_from_style: near the majority baseline
     when z_s leaves the labels to z_c), and, with ground truth, characteristic capture: the variant
-    within a label's class read from z_c^i and from z_s, next to chance."""
+    within a label's class read from z_c^i and from z_s, next to chance; with continuous ground truth
+    (typefaces), the characteristic within each class regressed from z_c^i and from z_s."""
     cap_idx = _subset(ev.train_idx, capture_cap, ev.seed, 2)
     ev.say(f"eval: codes of {len(cap_idx):,} train images for the probes")
     mu_cap, _ = ev.m.encode(ev.images(cap_idx)) if len(cap_idx) else (torch.zeros(0, ev.model.cfg.z_dim), None)
@@ -183,6 +185,8 @@ def style_probe_and_capture(ev: EvalSet, mu_test: torch.Tensor, truth: GroundTru
     report.metrics["labels_from_style"] = from_style
     report.metrics["mean_labels_from_style"] = mean_of(from_style)
     report.counts["probe_train"] = int(len(cap_idx))
+    if continuous is not None:
+        report.metrics["capture_continuous"] = continuous_capture(ev, continuous, probe)
     if truth is None or not truth.columns:
         return
     ev.say(f"eval: characteristic capture ({', '.join(name for name in ev.names if name in truth.columns)})")
@@ -201,6 +205,35 @@ def style_probe_and_capture(ev: EvalSet, mu_test: torch.Tensor, truth: GroundTru
     report.metrics["capture_summary"] = capture_summary(capture)
     if skipped:
         report.details["capture_skipped"] = skipped
+
+
+MIN_REGRESSION_ROWS = 10     # fewer train or test images in a class: no capture score for it
+
+
+def continuous_capture(ev: EvalSet, truth: ContinuousTruth, probe: _ProbeCodes) -> dict:
+    """Per label with a continuous characteristic and per class of the label: R^2 and Spearman of a
+    ridge probe predicting it from z_c^i and from z_s (fitted on train codes, scored on the evaluated
+    images). A class with too few images or one value only is given with its reason."""
+    out: dict[str, Any] = {}
+    for i, lab in enumerate(ev.labels):
+        column = truth.columns.get(lab.name)
+        if column is None:
+            continue
+        values, block, within = truth.values[column], ev.model.label_slice(i), {}
+        for k in range(lab.num_classes):
+            tr = (ev.data.labels[probe.train_idx, i] == k) & ~np.isnan(values[probe.train_idx])
+            te = (ev.y_true[:, i] == k) & ~np.isnan(values[ev.test_idx])
+            v_tr, v_te = values[probe.train_idx][tr], values[ev.test_idx][te]
+            if tr.sum() < MIN_REGRESSION_ROWS or te.sum() < MIN_REGRESSION_ROWS:
+                within[str(k)] = {"skipped": "too few images", "train": int(tr.sum()), "test": int(te.sum())}
+            elif np.ptp(v_te) == 0 or np.ptp(v_tr) == 0:
+                within[str(k)] = {"skipped": f"one {column} value only", "train": int(tr.sum()), "test": int(te.sum())}
+            else:
+                within[str(k)] = {"z_c": regression_scores(probe.train[tr][:, block], v_tr, probe.test[te][:, block], v_te),
+                                  "z_s": regression_scores(probe.style_train[tr], v_tr, probe.style_test[te], v_te),
+                                  "train": int(tr.sum()), "test": int(te.sum())}
+        out[lab.name] = {"column": column, "within": within}
+    return out
 
 
 def _labels_from_style(ev: EvalSet, probe: _ProbeCodes) -> dict[str, float]:

@@ -105,16 +105,19 @@ def run_eval(m, weights: Path, data: Path, catalog, decoded, split: int, *, judg
     the report of `ccvae eval --json` (model, data, judge, metrics, details, seconds)."""
     from ccvae_tools.evaluation.evaluate import evaluate_model
     from ccvae_tools.evaluation.judge import data_fingerprint, load_or_train_judge
-    from ccvae_tools.evaluation.truth import load_ground_truth
+    from ccvae_tools.evaluation.truth import load_continuous_truth, load_ground_truth
 
     fingerprint = data_fingerprint(decoded)
     path = judge_path(judge_option, weights, decoded.name, decoded.preprocess.size, fingerprint)
     judge = load_or_train_judge(path, decoded, epochs=judge_epochs, device=m.device, progress=progress)
     folders = [catalog.root] + ([data] if data.is_dir() else [data.parent])
     truth = load_ground_truth(folders, decoded.files, decoded.label_names)
-    if truth is None:
-        progress("eval: no ground-truth variants (avatars.json + avatars.csv) in the data: capture skipped")
-    report = evaluate_model(m, decoded, split=split, judge=judge, truth=truth, max_images=max_images,
+    continuous = load_continuous_truth(folders, decoded.files, decoded.label_names)
+    if truth is None and continuous is None:
+        progress("eval: no ground truth (avatars.json + avatars.csv, or truth/characteristics.json + .csv) "
+                 "in the data: capture skipped")
+    report = evaluate_model(m, decoded, split=split, judge=judge, truth=truth, continuous=continuous,
+                            max_images=max_images,
                             seed=seed, draws=draws, samples=samples, progress=progress)
     return {"model": str(weights), "data": str(data),
             "judge": {"path": str(judge.path), "trained": bool(judge.trained),

@@ -72,3 +72,56 @@ def capture_class(truth_col: np.ndarray, variants: np.ndarray, num_classes: int)
         if len({str(v) for v in variants[sel]}) >= 2:
             return k
     return "skip"
+
+
+# --- continuous characteristics (typefaces: weight class, italic angle, width class) -----------------
+
+CONTINUOUS_TABLE = Path("truth") / "characteristics.csv"
+CONTINUOUS_INDEX = Path("truth") / "characteristics.json"
+
+
+@dataclass
+class ContinuousTruth:
+    """Continuous characteristics behind binary labels (truth/characteristics.json names, per label,
+    the column of truth/characteristics.csv that holds it), one float per decoded image (NaN: unknown)."""
+
+    columns: dict[str, str]                 # data label name -> column
+    values: dict[str, np.ndarray]           # column -> float array over the decoded images
+    source: Path
+
+
+def _float_or_nan(text) -> float:
+    try:
+        value = float(text)
+    except (TypeError, ValueError):
+        return float("nan")
+    return value if np.isfinite(value) else float("nan")
+
+
+def load_continuous_truth(folders: Sequence[Path], files: Sequence[str], label_names: Sequence[str]
+                          ) -> ContinuousTruth | None:
+    """Read truth/characteristics.json + .csv from the first folder that has both (`ccvae data fonts`
+    writes them); rows matched to the decoded images by their path relative to the data folder.
+    None when there is none, or it cannot be read."""
+    from ccvae_tools.data.names import label_key
+
+    for folder in folders:
+        index_path, table_path = Path(folder) / CONTINUOUS_INDEX, Path(folder) / CONTINUOUS_TABLE
+        if index_path.is_file() and table_path.is_file():
+            break
+    else:
+        return None
+    try:
+        index = json.loads(index_path.read_text(encoding="utf-8"))
+        by_key = {label_key(str(k)): str(v) for k, v in dict(index["continuous"]).items()}
+        with open(table_path, newline="", encoding="utf-8") as f:
+            rows = list(csv.DictReader(f))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, csv.Error):
+        return None
+    if not rows or "image" not in rows[0]:
+        return None
+    columns = {n: by_key[label_key(n)] for n in label_names if label_key(n) in by_key and by_key[label_key(n)] in rows[0]}
+    by_image = {Path(r["image"]).as_posix(): r for r in rows}
+    values = {col: np.array([_float_or_nan(by_image.get(Path(f).as_posix(), {}).get(col)) for f in files])
+              for col in set(columns.values())}
+    return ContinuousTruth(columns=columns, values=values, source=table_path) if columns else None
