@@ -14,7 +14,7 @@ from typing import List, Optional
 import typer
 
 from ccvae_tools import __version__
-from ccvae_tools.util.errors import CcvaeError
+from ccvae_tools.util.errors import CcvaeError, message
 
 app = typer.Typer(
     name="ccvae",
@@ -70,7 +70,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     except CcvaeError as e:
         if debug_enabled():
             raise
-        print(f"ccvae: error: {e}", file=sys.stderr)
+        print(f"ccvae: error: {message(e)}", file=sys.stderr)
         sys.exit(e.exit_code)
     except BrokenPipeError:
         sys.stderr.close()
@@ -78,6 +78,6 @@ def main(argv: Optional[List[str]] = None) -> None:
     except Exception as e:
         if debug_enabled():
             raise
-        print(f"ccvae: internal error: {type(e).__name__}: {e} (run with --debug for the traceback)",
+        print(f"ccvae: internal error: {type(e).__name__}: {message(e)} (run with --debug for the traceback)",
               file=sys.stderr)
         sys.exit(1)

@@ -8,6 +8,7 @@ from typing import List, Optional
 import typer
 
 from ccvae_tools.cli.params import Commands, split_list
+from ccvae_tools.util.text import safe_text
 
 commands = Commands(group="data", help="Make and check data sets.")
 register = commands.register
@@ -33,7 +34,7 @@ def data_avatars(
 
     path = generate_avatars(out, n=n, seed=seed, size=size, workers=workers,
                             valid_frac=valid_frac, test_frac=test_frac)
-    print(path)
+    print(safe_text(path))
 
 
 @commands.command("fonts", epilog="""Examples:
@@ -57,10 +58,12 @@ def data_fonts(
 ) -> None:
     """Render typefaces as labelled grayscale images (Bold, Italic, Monospace, Condensed, Serif, char)."""
     from ccvae_tools.data.fonts import DEFAULT_CHARS, generate_fonts
+    from ccvae_tools.util.console import info
 
+    # its messages name font files, whose names come from anywhere: through the safe console
     path = generate_fonts(out, fonts, chars=chars or DEFAULT_CHARS, size=size, seed=seed,
-                          valid_frac=valid_frac, test_frac=test_frac)
-    print(path)
+                          valid_frac=valid_frac, test_frac=test_frac, say=info)
+    print(safe_text(path))
 
 
 @commands.command("check", epilog="""Examples:

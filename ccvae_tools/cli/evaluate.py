@@ -19,6 +19,7 @@ import typer
 
 from ccvae_tools.cli.params import DEVICE, MODEL, Commands
 from ccvae_tools.util.errors import CcvaeError, UsageError
+from ccvae_tools.util.text import safe_text
 
 commands = Commands()
 register = commands.register
@@ -27,7 +28,7 @@ register = commands.register
 def _say(msg: str) -> None:
     from ccvae_tools.util.console import err
 
-    err.print(msg, markup=False, highlight=False)
+    err.print(safe_text(msg), markup=False, highlight=False)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -59,9 +60,10 @@ def render_report(report: dict) -> list:
 
 
 def _text(line: str):
+    """A line or cell as rich Text, made terminal-safe: label, class and data names come from files."""
     from rich.text import Text
 
-    return Text(line)
+    return Text(safe_text(line))
 
 
 def _summary(report: dict) -> list:
@@ -131,7 +133,7 @@ def _capture(mt: dict) -> list:
         for label, v in ((name, e), (f"{name} (coarse)", e.get("coarse"))):
             if not v:
                 continue
-            ct.add_row(_text(label), _text(str(v.get("variant"))), _f(e.get("class")), _f(v.get("train")),
+            ct.add_row(_text(label), _text(str(v.get("variant"))), _text(_f(e.get("class"))), _f(v.get("train")),
                        _f(v.get("test")), _f(v.get("variants")), _f(v.get("z_c")), _f(v.get("z_s")),
                        _f(v.get("chance")))
     out = [_text("characteristic capture: the within-label variant predicted from z_c^i, from z_s, by chance"), ct]
@@ -157,10 +159,10 @@ def _capture_continuous(mt: dict) -> list:
     for name, e in capture.items():
         for k, v in e["within"].items():
             if "skipped" in v:
-                ct.add_row(_text(name), _text(e["column"]), k, _f(v["train"]), _f(v["test"]),
+                ct.add_row(_text(name), _text(e["column"]), _text(k), _f(v["train"]), _f(v["test"]),
                            _text(v["skipped"]), "", "", "")
                 continue
-            ct.add_row(_text(name), _text(e["column"]), k, _f(v["train"]), _f(v["test"]), _f(v["z_c"]["r2"]),
+            ct.add_row(_text(name), _text(e["column"]), _text(k), _f(v["train"]), _f(v["test"]), _f(v["z_c"]["r2"]),
                        _f(v["z_s"]["r2"]), _f(v["z_c"]["spearman"]), _f(v["z_s"]["spearman"]))
     return [_text("characteristic capture: the continuous characteristic within each class of its label, "
                   "regressed from z_c^i and from z_s (R^2, Spearman rank correlation)"), ct]

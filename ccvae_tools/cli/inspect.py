@@ -15,8 +15,9 @@ from typing import Any, List, Optional
 import typer
 
 from ccvae_tools.cli import io as cli_io
-from ccvae_tools.cli.params import Commands, device_option, model_option
+from ccvae_tools.cli.params import FORCE, Commands, device_option, model_option
 from ccvae_tools.util.errors import CcvaeError, UsageError
+from ccvae_tools.util.text import safe_text
 
 commands = Commands()
 register = commands.register
@@ -40,7 +41,11 @@ def _dict(v: Any) -> dict:
 
 
 def render_card(card: dict) -> str:
-    """The human model card (plain text): one block per part of `model_card`'s dict, in a fixed order."""
+    """The human model card (plain text): one block per part of `model_card`'s dict, in a fixed order.
+
+    Every line is made terminal-safe (`safe_text`): the card quotes the weights file's own strings
+    (title, label and class names, data name, licence), and a file can be downloaded from anywhere.
+    """
     lines = [card["title"] or Path(card["path"]).name]
     lines += _model_lines(card)
     lines += _label_lines(card["labels"])
@@ -48,7 +53,7 @@ def render_card(card: dict) -> str:
     lines += _training_lines(card["train"])
     lines += _metrics_lines(card["metrics"])
     lines += _provenance_lines(card)
-    return "\n".join(lines)
+    return "\n".join(safe_text(line) for line in lines)
 
 
 def _model_lines(card: dict) -> list[str]:
@@ -70,11 +75,12 @@ def _model_lines(card: dict) -> list[str]:
 
 def _label_lines(labels: list[dict]) -> list[str]:
     lines = [f"  labels         {len(labels)}"]
-    width = max((len(lab["name"]) for lab in labels), default=0)
-    for lab in labels:
+    names = [safe_text(lab["name"]) for lab in labels]           # as shown, so that the columns line up
+    width = max(map(len, names), default=0)
+    for name, lab in zip(names, labels):
         prior = ", ".join(f"{c} {p:.2f}" for c, p in lab["prior"].items())
         classes = "binary" if lab["classes"] == ["0", "1"] else "classes " + "/".join(lab["classes"])
-        lines.append(f"    {lab['name']:<{width}}  {classes}" + (f"; prior {prior}" if prior else ""))
+        lines.append(f"    {name:<{width}}  {classes}" + (f"; prior {prior}" if prior else ""))
     return lines
 
 
@@ -230,7 +236,7 @@ def labels_cmd(
     """Print the model's label names, one per line (no torch needed)."""
     _, meta = cli_io.read_model_metadata(model)
     names = cli_io.label_names_of(meta)
-    sys.stdout.write("".join(n + "\n" for n in names))
+    sys.stdout.write("".join(safe_text(n) + "\n" for n in names))     # names from the file: made safe
 
 
 # ----------------------------------------------------------------------------------------------
@@ -278,17 +284,20 @@ def _table(results: list[dict], labels) -> Any:
     from rich.table import Table
     from rich.text import Text
 
+    def cell(s: str) -> Text:        # file, label and class names: not rich markup, made terminal-safe
+        return Text(safe_text(s))
+
     table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
     table.add_column("input", overflow="fold")
     for lab in labels:
-        table.add_column(Text(f"P({lab.name})" if lab.num_classes == 2 else lab.name), justify="right")
+        table.add_column(cell(f"P({lab.name})" if lab.num_classes == 2 else lab.name), justify="right")
     for r in results:
-        cells: list[Any] = [Text(r["input"])]          # file names are not rich markup
+        cells: list[Any] = [cell(r["input"])]
         for lab in labels:
             v = r["probabilities"][lab.name]
             if isinstance(v, dict):
                 c = r["predicted"][lab.name]
-                cells.append(f"{c} {v[c]:.3f}")
+                cells.append(cell(f"{c} {v[c]:.3f}"))
             else:
                 cells.append(f"{v:.3f}")
         table.add_row(*cells)
@@ -344,8 +353,9 @@ def classify_cmd(
 # reconstruct
 # ----------------------------------------------------------------------------------------------
 
-def _reconstruct_targets(images: list[str], out: Optional[str], fmt: Optional[str]) -> list[str]:
-    """The output of each input, checked before any work (folders exist, names distinct)."""
+def _reconstruct_targets(images: list[str], out: Optional[str], fmt: Optional[str], force: bool) -> list[str]:
+    """The output of each input, checked before any work (folders exist, names distinct, no input
+    replaced unless `force`: `cli_io.check_targets`)."""
     ext = (fmt or "png").lower().lstrip(".")
     if ext == "jpeg":
         ext = "jpg"
@@ -364,6 +374,7 @@ def _reconstruct_targets(images: list[str], out: Optional[str], fmt: Optional[st
         else:
             cli_io.format_for("-", fmt)
             cli_io.check_stdout_binary()
+        cli_io.check_targets([target], images, force)
         return [target]
     if out == "-":
         raise UsageError(f"-o -: image bytes on stdout take one input, not {len(images)}; "
@@ -378,13 +389,8 @@ def _reconstruct_targets(images: list[str], out: Optional[str], fmt: Optional[st
     for src in images:
         name = cli_io.default_output(src, "recon", ext)
         targets.append(os.path.join(out, os.path.basename(name)) if out is not None else name)
-    seen: dict[str, str] = {}
-    for src, t in zip(images, targets):
-        key = os.path.normcase(os.path.abspath(t))
-        if key in seen:
-            raise UsageError(f"{seen[key]} and {src} would both be written to {t}; "
-                             f"give the inputs different names or process them separately")
-        seen[key] = src
+    cli_io.check_targets(targets, images, force)
+    for t in targets:
         cli_io.check_output_path(t)
     return targets
 
@@ -400,6 +406,10 @@ def _reconstruct_targets(images: list[str], out: Optional[str], fmt: Optional[st
   cat face.png | ccvae reconstruct - -o - > recon.png
 
   ccvae reconstruct face.png --sample --seed 3 -o sample3.png
+
+  Two inputs that would be written to one name (d1/face.png d2/face.png -o out/) are refused before
+  any work: give them different names or reconstruct them separately. An output that is one of the
+  inputs is refused unless --force.
 """)
 def reconstruct_cmd(
     images: List[str] = typer.Argument(..., help="Image files ('-': image bytes on stdin).", metavar="IMG",
@@ -413,12 +423,13 @@ def reconstruct_cmd(
     sample: bool = typer.Option(False, "--sample", help="Decode a draw z ~ q(z|x) instead of the posterior mean."),
     seed: int = typer.Option(0, "--seed", min=0, help="Seed of --sample."),
     batch_size: int = typer.Option(512, "--batch-size", min=1, max=65536, help="Images per model batch."),
+    force: bool = FORCE,
 ) -> None:
     """Encode each image (posterior mean, or a draw with --sample) and decode it."""
     from ccvae_tools.data.images import to_pil
 
     cli_io.check_input_paths(images)
-    targets = _reconstruct_targets(list(images), out, fmt)
+    targets = _reconstruct_targets(list(images), out, fmt, force)
     m = cli_io.open_model(model, device)
     import numpy as np
     import torch
@@ -438,7 +449,7 @@ def reconstruct_cmd(
                 target = targets[done]
                 written = cli_io.write_image_output(to_pil(arr), target, fmt)
                 if written is not None:
-                    sys.stdout.write(f"{written}\n")
+                    sys.stdout.write(f"{safe_text(written)}\n")
                     sys.stdout.flush()
                 done += 1
             advance(len(batch))

@@ -2,7 +2,9 @@
 
 Each command: read images -> codes (`LoadedModel.codes`: the posterior mean; --sample draws z ~ q(z|x))
 -> change codes with `ccvae_tools.interventions` -> decode -> lay out with `ccvae_tools.render` -> write
-(`cli_io`).
+(`cli_io`). Where each picture goes is settled before any work (`_target`, `_many_targets`): default
+names are built from slugs of the label names, and an output that would replace an input, or two
+inputs written to one name, are refused there.
 """
 
 from __future__ import annotations
@@ -12,8 +14,10 @@ from typing import List, Optional
 
 import typer
 
-from ccvae_tools.cli.params import DEVICE, FORMAT, MODEL, OUTPUT, RESAMPLE, SAMPLE, SEED, SIZE, Commands
+from ccvae_tools.cli.params import (DEVICE, FORCE, FORMAT, MODEL, OUTPUT, RESAMPLE, SAMPLE, SEED, SIZE,
+                                    Commands)
 from ccvae_tools.util.errors import UsageError
+from ccvae_tools.util.text import safe_text, slug
 
 commands = Commands()
 register = commands.register
@@ -56,13 +60,22 @@ class _Session:
         return max(1, round(size / self.pre.size))
 
 
-def _write(picture, output: Optional[str], fmt: Optional[str], default: str, durations=None) -> None:
+def _target(output: Optional[str], default: str, inputs: list[str], force: bool) -> str:
+    """Where the one picture goes (-o, else `default`), refused before any work when it is an input."""
+    from ccvae_tools.cli.io import check_targets
+
+    target = output if output is not None else default
+    check_targets([target], inputs, force)
+    return target
+
+
+def _write(picture, target: str, fmt: Optional[str], announce: bool, durations=None) -> None:
+    """Write the picture; print its path when the name was ours (no -o), for scripts to pick up."""
     from ccvae_tools.cli.io import write_image_output
 
-    out = output if output is not None else default
-    written = write_image_output(picture, out, fmt=fmt, durations=durations)
-    if written is not None and output is None:
-        print(written)
+    written = write_image_output(picture, target, fmt=fmt, durations=durations)
+    if written is not None and announce:
+        print(safe_text(written))
 
 
 def _is_gif(output: Optional[str], fmt: Optional[str]) -> bool:
@@ -72,7 +85,8 @@ def _is_gif(output: Optional[str], fmt: Optional[str]) -> bool:
 
 
 def _slug(names: list[str]) -> str:
-    return "-".join(n.lower() for n in names)
+    """The file-name part for label names (they come from the weights file): slugs joined by '-'."""
+    return "-".join(slug(n.lower()) for n in names)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -97,7 +111,7 @@ def traverse_cmd(
     frames: int = typer.Option(48, "--frames", min=8, max=400, help="GIF frames per loop."),
     fps: int = typer.Option(15, "--fps", min=1, max=50, help="GIF frames per second."),
     output: Optional[str] = OUTPUT, fmt: Optional[str] = FORMAT, size: Optional[int] = SIZE,
-    resample: str = RESAMPLE, sample: bool = SAMPLE, seed: int = SEED,
+    resample: str = RESAMPLE, sample: bool = SAMPLE, seed: int = SEED, force: bool = FORCE,
     model: Optional[str] = MODEL, device: Optional[str] = DEVICE,
 ) -> None:
     """Walk one label's characteristic latent (input, reconstruction, then the walk); twice: a 2-D grid."""
@@ -113,17 +127,17 @@ def traverse_cmd(
     if len(idx) == 2 and idx[0] == idx[1]:
         raise UsageError("--label: a 2-D traversal needs two different labels")
     names = [s.m.label_names[i] for i in idx]
+    gif = _is_gif(output, fmt)
+    if gif and len(idx) == 2:
+        raise UsageError("a 2-D traversal is a still grid: write .png/.jpg/.webp (or use `ccvae gif`)")
+    target = _target(output, _default_for(images, _slug(names), "gif" if gif else "png"), images, force)
     inputs = s.read(images)
     arr = np.stack([a for _, a in inputs])
     z = s.m.codes(arr, sample=sample, seed=seed)
-    gif = _is_gif(output, fmt)
-    default = _default_for(images, _slug(names), "gif" if gif else "png")
     if gif:
-        if len(idx) == 2:
-            raise UsageError("a 2-D traversal is a still grid: write .png/.jpg/.webp (or use `ccvae gif`)")
         pictures, durations = _loop_frames(s, z, [idx[0]] * len(z), frames, fps, span,
                                            scale=s.scale(size, 2), resample=resample, titles=None)
-        _write(pictures, output, fmt, default, durations)
+        _write(pictures, target, fmt, output is None, durations)
         return
     scale = s.scale(size)
     if len(idx) == 1:
@@ -137,7 +151,7 @@ def traverse_cmd(
         dec = s.m.decode(g.reshape(-1, z.shape[1])).reshape(len(z), steps, steps, *arr.shape[1:])
         rows = [list(dec[b, r]) for b in range(len(z)) for r in range(steps)]
         picture = render.grid(rows, scale=scale, resample=resample)
-    _write(picture, output, fmt, default)
+    _write(picture, target, fmt, output is None)
 
 
 def _default_for(images: list[str], suffix: str, ext: str) -> str:
@@ -201,26 +215,28 @@ def gif_cmd(
     columns: int = typer.Option(0, "--columns", min=0, help="Tiles per row (default: about square)."),
     probability: bool = typer.Option(False, "--probability", help="Show q(label | frame) under each tile."),
     output: Optional[str] = OUTPUT, size: Optional[int] = SIZE, resample: str = RESAMPLE,
-    sample: bool = SAMPLE, seed: int = SEED, model: Optional[str] = MODEL, device: Optional[str] = DEVICE,
+    sample: bool = SAMPLE, seed: int = SEED, force: bool = FORCE,
+    model: Optional[str] = MODEL, device: Optional[str] = DEVICE,
 ) -> None:
     """One animation tiling every label's traversal of an image (each tile names its label)."""
     import math
 
+    if output is not None and output != "-" and not output.lower().endswith(".gif"):
+        raise UsageError(f"{output}: `ccvae gif` writes an animation: give a .gif name")
     s = _Session(model, device)
     idx = [s.label(n) for n in label] if label else list(range(len(s.m.label_names)))
+    titles = [s.m.label_names[i] for i in idx]
+    suffix = "traversals" if label is None else _slug(titles)
+    target = _target(output, _default_for([image], suffix, "gif"), [image], force)
     inputs = s.read([image])
     import numpy as np
 
     z = s.m.codes(np.stack([inputs[0][1]]), sample=sample, seed=seed)
     zz = z.expand(len(idx), -1)
-    titles = [s.m.label_names[i] for i in idx]
     cols = columns or math.ceil(math.sqrt(len(idx)))
     pictures, durations = _loop_frames(s, zz, idx, frames, fps, span, scale=s.scale(size, 2), resample=resample,
                                        titles=titles, probability=probability, columns=cols)
-    if output is not None and output != "-" and not output.lower().endswith(".gif"):
-        raise UsageError(f"{output}: `ccvae gif` writes an animation: give a .gif name")
-    _write(pictures, output, "gif" if output == "-" else None, _default_for([image], "traversals", "gif")
-           if label is None else _default_for([image], _slug(titles), "gif"), durations)
+    _write(pictures, target, "gif" if output == "-" else None, output is None, durations)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -242,7 +258,8 @@ def sample_cmd(
     temperature: float = typer.Option(1.0, "--temperature", "-t", min=0.0, help="Scales every prior sd."),
     columns: int = typer.Option(0, "--columns", min=0, help="Images per row (default: about square)."),
     output: Optional[str] = OUTPUT, fmt: Optional[str] = FORMAT, size: Optional[int] = SIZE,
-    resample: str = RESAMPLE, seed: int = SEED, model: Optional[str] = MODEL, device: Optional[str] = DEVICE,
+    resample: str = RESAMPLE, seed: int = SEED, force: bool = FORCE,
+    model: Optional[str] = MODEL, device: Optional[str] = DEVICE,
 ) -> None:
     """Conditional generation: a grid of images with chosen label values, diverse within each value."""
     import math
@@ -255,6 +272,8 @@ def sample_cmd(
 
     s = _Session(model, device)
     assign = s.assignments(set_)
+    suffix = "-".join(f"{_slug([s.m.label_names[i]])}{k}" for i, k in sorted(assign.items())) or "sample"
+    target = _target(output, _default_for([], suffix, "png"), [style_from] if style_from else [], force)
     style = None
     if style_from is not None:
         style = s.m.codes(np.stack([s.read([style_from])[0][1]]))[0]     # its posterior mean
@@ -264,8 +283,7 @@ def sample_cmd(
     cols = columns or math.ceil(math.sqrt(n))
     rows = [list(imgs[r: r + cols]) for r in range(0, n, cols)]
     picture = render.grid(rows, scale=s.scale(size), resample=resample)
-    slug = "-".join(f"{s.m.label_names[i].lower()}{k}" for i, k in sorted(assign.items())) or "sample"
-    _write(picture, output, fmt, f"ccvae-{slug}.png")
+    _write(picture, target, fmt, output is None)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -279,13 +297,17 @@ def sample_cmd(
   ccvae edit *.png --set smiling=0 -o edited/          (many images, one folder)
 
   cat face.png | ccvae edit - --set smiling=1 -o - > smiling.png
+
+  Two inputs that would be written to one name (d1/face.png d2/face.png -o out/) are refused before
+  any work: give them different names or edit them separately. An output that is one of the inputs
+  is refused unless --force.
 """)
 def edit_cmd(
     images: List[str] = typer.Argument(..., help="Input images (- = stdin)."),
     set_: List[str] = typer.Option(..., "--set", "-s", help="LABEL=VALUE to set (several allowed)."),
     compare: bool = typer.Option(False, "--compare", help="Write input | reconstruction | edit side by side."),
     output: Optional[str] = OUTPUT, fmt: Optional[str] = FORMAT, size: Optional[int] = SIZE,
-    resample: str = RESAMPLE, sample: bool = SAMPLE, seed: int = SEED,
+    resample: str = RESAMPLE, sample: bool = SAMPLE, seed: int = SEED, force: bool = FORCE,
     model: Optional[str] = MODEL, device: Optional[str] = DEVICE,
 ) -> None:
     """Intervene: set labels (quantile-preserving move of their latents), keep the rest of the image."""
@@ -296,6 +318,7 @@ def edit_cmd(
 
     s = _Session(model, device)
     assign = s.assignments(set_)
+    targets = _many_targets(images, output, "edit", force)
     inputs = s.read(images)
     arr = np.stack([a for _, a in inputs])
     z = s.m.codes(arr, sample=sample, seed=seed)
@@ -305,26 +328,35 @@ def edit_cmd(
     for b in range(len(inputs)):
         cells = [arr[b], recon[b], edited[b]] if compare else [edited[b]]
         pictures.append(render.grid([cells], scale=s.scale(size), resample=resample, pad=2 if compare else 0))
-    _write_many(images, pictures, output, fmt, "edit")
+    _write_many(targets, pictures, fmt, output)
 
 
-def _write_many(images: list[str], pictures: list, output: Optional[str], fmt: Optional[str], suffix: str) -> None:
-    """One picture per input: -o FILE (one input), -o DIR/ (existing folder), or names next to the inputs."""
-    from ccvae_tools.cli.io import default_output
+def _many_targets(images: list[str], output: Optional[str], suffix: str, force: bool) -> list[str]:
+    """One output per input, settled before any work: -o FILE (one input), -o DIR/ (an existing
+    folder), or names next to the inputs. Two inputs with one output name are refused (`check_targets`)."""
+    from ccvae_tools.cli.io import check_targets, default_output
 
-    if len(pictures) == 1:
-        _write(pictures[0], output, fmt, default_output(images[0], suffix, "png"))
-        return
+    if len(images) == 1:
+        return [_target(output, default_output(images[0], suffix, "png"), images, force)]
     if output == "-":
         raise UsageError("-o -: only one image can go to stdout; give a folder for several inputs")
     if output is not None and not Path(output).is_dir():
         raise UsageError(f"-o {output}: with several inputs, -o must be an existing folder")
-    for name, pic in zip(images, pictures):
-        target = default_output(name, suffix, "png")
-        if output is not None:
-            target = str(Path(output) / Path(target).name)
-        _write(pic, target, None, target)
-        print(target)
+    targets = [default_output(name, suffix, "png") for name in images]
+    if output is not None:
+        targets = [str(Path(output) / Path(t).name) for t in targets]
+    check_targets(targets, images, force)
+    return targets
+
+
+def _write_many(targets: list[str], pictures: list, fmt: Optional[str], output: Optional[str]) -> None:
+    """Write one picture per target; with several, print every path (as with one and no -o)."""
+    if len(pictures) == 1:
+        _write(pictures[0], targets[0], fmt, output is None)
+        return
+    for target, pic in zip(targets, pictures):
+        _write(pic, target, None, announce=False)
+        print(safe_text(target))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -346,7 +378,7 @@ def swap_cmd(
                               "column c keeps image c's style."),
     cells: Optional[Path] = typer.Option(None, "--cells", help="With --grid: also save every cell in this folder."),
     output: Optional[str] = OUTPUT, fmt: Optional[str] = FORMAT, size: Optional[int] = SIZE,
-    resample: str = RESAMPLE, sample: bool = SAMPLE, seed: int = SEED,
+    resample: str = RESAMPLE, sample: bool = SAMPLE, seed: int = SEED, force: bool = FORCE,
     model: Optional[str] = MODEL, device: Optional[str] = DEVICE,
 ) -> None:
     """Transfer characteristics: decode A's code with z_c of the chosen labels taken from B."""
@@ -361,33 +393,45 @@ def swap_cmd(
         raise UsageError("--grid needs at least two images")
     if cells is not None and not grid:
         raise UsageError("--cells goes with --grid")
+    if cells is not None and not cells.is_dir():
+        raise UsageError(f"--cells {cells}: no such folder")
     s = _Session(model, device)
     chosen = None
     if labels:
         chosen = [s.label(t.strip()) for t in labels.split(",") if t.strip()]
+    target = _target(output, _default_for(images, "swapgrid" if grid else "swap", "png"), images, force)
+    cell_files = _cell_files(cells, images, force)
     inputs = s.read(images)
     arr = np.stack([a for _, a in inputs])
     z = s.m.codes(arr, sample=sample, seed=seed)
     scale = s.scale(size)
     if not grid:
         out = s.m.decode(swap(s.model, z[0:1], z[1:2], chosen))
-        _write(render.grid([[out[0]]], scale=scale, resample=resample, pad=0), output, fmt,
-               _default_for(images, "swap", "png"))
+        _write(render.grid([[out[0]]], scale=scale, resample=resample, pad=0), target, fmt, output is None)
         return
     n = len(z)
     codes = swap(s.model, z[None, :, :].expand(n, n, -1), z[:, None, :].expand(n, n, -1), chosen)
     dec = s.m.decode(codes.reshape(n * n, -1)).reshape(n, n, *arr.shape[1:])
     blank = np.full_like(arr[0], 255)
     rows = [[blank, *arr]] + [[arr[r], *dec[r]] for r in range(n)]
-    if cells is not None:
-        if not cells.is_dir():
-            raise UsageError(f"--cells {cells}: no such folder")
+    if cell_files:
         from ccvae_tools.cli.io import write_image_output
 
-        for r in range(n):
-            for c in range(n):
-                write_image_output(render.tile_image(dec[r, c]), str(cells / f"r{r:02d}-c{c:02d}.png"))
-    _write(render.grid(rows, scale=scale, resample=resample), output, fmt, _default_for(images, "swapgrid", "png"))
+        for k, file in enumerate(cell_files):
+            write_image_output(render.tile_image(dec[k // n, k % n]), file)
+    _write(render.grid(rows, scale=scale, resample=resample), target, fmt, output is None)
+
+
+def _cell_files(cells: Optional[Path], images: list[str], force: bool) -> list[str]:
+    """The files of `swap --grid --cells`, row by row; refused before any work when one is an input."""
+    from ccvae_tools.cli.io import check_targets
+
+    if cells is None:
+        return []
+    n = len(images)
+    files = [str(cells / f"r{r:02d}-c{c:02d}.png") for r in range(n) for c in range(n)]
+    check_targets(files, images, force)
+    return files
 
 
 # ----------------------------------------------------------------------------------------------
@@ -404,7 +448,7 @@ def interpolate_cmd(
     steps: int = typer.Option(9, "--steps", min=2, max=200, help="Points on the path, ends included."),
     fps: int = typer.Option(15, "--fps", min=1, max=50, help="GIF frames per second."),
     output: Optional[str] = OUTPUT, fmt: Optional[str] = FORMAT, size: Optional[int] = SIZE,
-    resample: str = RESAMPLE, sample: bool = SAMPLE, seed: int = SEED,
+    resample: str = RESAMPLE, sample: bool = SAMPLE, seed: int = SEED, force: bool = FORCE,
     model: Optional[str] = MODEL, device: Optional[str] = DEVICE,
 ) -> None:
     """The straight path between two images' codes."""
@@ -414,18 +458,19 @@ def interpolate_cmd(
     from ccvae_tools.interventions import interpolate
 
     s = _Session(model, device)
+    gif = _is_gif(output, fmt)
+    target = _target(output, _default_for([a], "interp", "gif" if gif else "png"), [a, b], force)
     inputs = s.read([a, b])
     arr = np.stack([x for _, x in inputs])
     z = s.m.codes(arr, sample=sample, seed=seed)
     path = s.m.decode(interpolate(z[0], z[1], steps))
-    gif = _is_gif(output, fmt)
-    default = _default_for([a], "interp", "gif" if gif else "png")
     if gif:  # there and back, so that the loop is seamless
         seq = list(path) + list(path[-2:0:-1])
         frames = [render.tile_image(x, s.scale(size, 2), resample) for x in seq]
         durations = [round(1000 / fps)] * len(frames)
         durations[0] += 400
         durations[steps - 1] += 400
-        _write(frames, output, fmt, default, durations)
+        _write(frames, target, fmt, output is None, durations)
         return
-    _write(render.grid([[arr[0], *path, arr[1]]], scale=s.scale(size), resample=resample), output, fmt, default)
+    _write(render.grid([[arr[0], *path, arr[1]]], scale=s.scale(size), resample=resample), target, fmt,
+           output is None)

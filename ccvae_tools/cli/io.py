@@ -9,7 +9,8 @@ and `ccvae labels` import this module and must stay fast.
     i, k = parse_assignment("smiling=1", m.labels)        # (label index, class index)
     for name, arr in read_inputs(["a.png", "-"], m.preprocess): ...
     write_image_output(frames, "out.gif", None, durations=[80] * len(frames))
-    print(default_output("face.png", "smiling", "gif"))   # face.smiling.gif
+    print(default_output("face.png", "smiling", "gif"))   # face.smiling.gif (the suffix made a slug)
+    check_targets(["out/face.edit.png"], ["d/face.png"], force=False)   # collisions, inputs overwritten
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from ccvae_tools.data.names import label_key
 from ccvae_tools.util.atomic import atomic_write_bytes as _atomic_write_bytes
 from ccvae_tools.util.device import check_device_name
 from ccvae_tools.util.errors import CcvaeError, DataError, UsageError, WeightsError
+from ccvae_tools.util.text import safe_json, safe_text, slug
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
@@ -239,7 +241,7 @@ def _warn(msg: str) -> None:
     if err.is_terminal:
         warn(msg)
     else:  # one line per warning off a terminal (rich would wrap it at 80 columns)
-        print(f"warning: {msg}", file=sys.stderr, flush=True)
+        print(f"warning: {safe_text(msg)}", file=sys.stderr, flush=True)
 
 
 def _is_terminal(stream) -> bool:
@@ -553,19 +555,68 @@ def write_image_output(img: Any, out: str, fmt: str | None = None,
     return atomic_write_bytes(out, data)
 
 
+NAME_MAX = 255           # bytes in one file name (ext4, APFS, NTFS in characters)
+
+
 def default_output(input_name: str, suffix: str, ext: str) -> str:
     """A name next to the input: ('face.png', 'smiling', 'gif') -> 'face.smiling.gif'.
 
-    For stdin ('-' or '<stdin>'): 'ccvae-<suffix>.<ext>' in the current folder.
+    For stdin ('-' or '<stdin>'): 'ccvae-<suffix>.<ext>' in the current folder. The suffix (often
+    built from label names, which come from the weights file) and the extension are made slugs
+    (`util/text.py`), so the name stays in the input's folder; a long input name is shortened so
+    that the whole name fits in one file name.
     """
-    ext = str(ext).lstrip(".")
+    suffix, ext = slug(suffix, fallback="out"), slug(str(ext).lstrip("."), fallback="png")
     if input_name in ("-", STDIN_NAME, ""):
         return f"ccvae-{suffix}.{ext}"
     p = Path(input_name)
-    return str(p.with_name(f"{p.stem}.{suffix}.{ext}"))
+    stem = p.stem
+    while stem and len(os.fsencode(f"{stem}.{suffix}.{ext}")) > NAME_MAX:
+        stem = stem[:-1]
+    return str(p.with_name(f"{stem}.{suffix}.{ext}"))
+
+
+def _is_input(target: str, inputs: Sequence[str]) -> bool:
+    """Whether writing `target` would replace one of the input files (links and hard links too)."""
+    if target == "-" or not os.path.exists(target):
+        return False
+    for src in inputs:
+        try:
+            if src not in ("-", STDIN_NAME) and os.path.samefile(target, src):
+                return True
+        except OSError:     # an input that went away: it cannot be replaced
+            continue
+    return False
+
+
+def check_targets(targets: Sequence[str], inputs: Sequence[str], force: bool = False) -> None:
+    """Refuse, before any work, outputs that would lose work (UsageError, one line):
+
+    - two outputs with one name (`targets[i]` is made from `inputs[i]` when there are as many):
+      `ccvae edit d1/face.png d2/face.png -o out/` is refused, not written twice to out/face.edit.png;
+    - unless `force`, an output that is one of the inputs (`-o face.png` for face.png).
+    """
+    paired = len(targets) == len(inputs)            # targets[i] is made from inputs[i]
+    seen: dict[str, str] = {}
+    for i, t in enumerate(targets):
+        if t == "-":
+            continue
+        key = os.path.normcase(os.path.abspath(t))
+        if key in seen:
+            who = f"{seen[key]} and {inputs[i]}" if paired else "two outputs"
+            raise UsageError(f"{who} would both be written to {t}; "
+                             f"give the inputs different names or process them separately")
+        seen[key] = inputs[i] if paired else t
+    if force:
+        return
+    for t in targets:
+        if _is_input(t, inputs):
+            raise UsageError(f"{t}: is one of the inputs; give another output name, "
+                             f"or --force to replace it")
 
 
 def emit_json(obj: Any) -> None:
     """One JSON object per line on stdout (flushed, so consumers can stream)."""
-    sys.stdout.write(json.dumps(obj, ensure_ascii=False, allow_nan=False) + "\n")
+    # names stay exact for the reader of the JSON, but control and bidi characters are \u-escaped
+    sys.stdout.write(safe_json(json.dumps(obj, ensure_ascii=False, allow_nan=False)) + "\n")
     sys.stdout.flush()

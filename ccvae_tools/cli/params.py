@@ -2,7 +2,8 @@
 
 Each command module keeps a `Commands` registry, declares its commands on it with the same
 decorator Typer uses, and the app (`cli/app.py`) calls `register(app)` on every module. Options used
-by more than one command (`--model`, `--device`, the output options, `--seed`) are declared here once.
+by more than one command (`--model`, `--device`, the output options, `--seed`, `--force`) are
+declared here once.
 """
 
 from __future__ import annotations
@@ -57,6 +58,8 @@ SIZE = typer.Option(None, "--size", help="Tile side in pixels: upscale small ima
 RESAMPLE = typer.Option("nearest", "--resample", help="Upscaling: nearest | lanczos")
 SAMPLE = typer.Option(False, "--sample", help="Draw z ~ q(z|x) instead of the posterior mean.")
 SEED = typer.Option(0, "--seed", min=0, help="Seed of every random draw.")
+FORCE = typer.Option(False, "--force", help="Let an output replace one of the input images (refused "
+                     "otherwise).")
 
 
 def split_list(text: Optional[str]) -> Optional[list[str]]:

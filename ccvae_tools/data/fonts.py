@@ -35,6 +35,7 @@ import numpy as np
 
 from ccvae_tools.util.atomic import atomic_write_bytes
 from ccvae_tools.util.errors import DataError, UsageError
+from ccvae_tools.util.text import safe_text, slug as text_slug
 
 FONT_EXTS = (".ttf", ".otf", ".ttc", ".otc")
 DEFAULT_CHARS = "abdefghkmnpqrstuvwyz"     # 20 letters: the folder reader's most classes for a label
@@ -149,8 +150,10 @@ def _name(table, *ids: int) -> str:
 
 
 def clean_text(text: str) -> str:
-    """A font's own string, made safe for a terminal, a CSV cell and a report: printable, one line."""
-    return "".join(c for c in str(text) if c.isprintable()).strip()[:200]
+    """A font's own string, made safe for a terminal, a CSV cell and a report: one line of at most
+    200 characters, the unsafe characters of `util/text.py` left out (not escaped: the string is data
+    written to fonts.csv, where an escape would become part of the name)."""
+    return safe_text(text, drop=True).strip()[:200]
 
 
 def _face_of(font, path: Path, index: int) -> Face:
@@ -224,8 +227,8 @@ def _png(image: np.ndarray) -> bytes:
 
 
 def slug(text: str) -> str:
-    """A file-name part from a font's own string: letters, digits, '-' and '_' only."""
-    return re.sub(r"[^A-Za-z0-9_-]+", "_", text).strip("_")[:80] or "font"
+    """A file-name part from a font's own string (the shared `util.text.slug`, up to 80 characters)."""
+    return text_slug(text, max_len=80, fallback="font")
 
 
 # ----------------------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from ccvae_tools.data.base import SPLIT_NAMES, TRAIN, Catalog
+from ccvae_tools.util.text import safe_text
 
 EXAMPLES = 5            # file names shown per problem
 _CHUNK = 256            # files per thread-pool task
@@ -122,13 +123,18 @@ class Report:
         }
 
     def render(self) -> None:
-        """Print the report on stderr (`ccvae_tools.util.console.err`) as rich tables."""
+        """Print the report on stderr (`ccvae_tools.util.console.err`) as rich tables.
+
+        Label and class names (CSV headers), file names and the data path come from the data: every
+        line and cell is made terminal-safe (`safe_text`) and none is read as rich markup.
+        """
         from rich.table import Table
+        from rich.text import Text
 
         from ccvae_tools.util.console import err
 
         def line(text: str) -> None:
-            err.print(text, markup=False, soft_wrap=True)
+            err.print(safe_text(text), markup=False, soft_wrap=True)
 
         pre = self.preprocess
         crop = pre.get("crop")
@@ -138,15 +144,17 @@ class Report:
              f"({', '.join(f'{k} {v}' for k, v in self.splits.items())}); "
              f"{pre.get('channels')} channel(s), {crop}, resized to {pre.get('size')} px")
         table = Table(show_edge=False, pad_edge=False, box=None, header_style="bold")
-        width = max([len("label")] + [len(lab.name) for lab in self.labels])
+        names = [safe_text(lab.name) for lab in self.labels]
+        width = max([len("label")] + [len(n) for n in names])
         table.add_column("label", no_wrap=True, min_width=width)
         for col in ("positive (train)", "positive (all)", "missing (train)", "missing (all)"):
             table.add_column(col, justify="right")
         table.add_column("")
-        for lab in self.labels:
+        for name, lab in zip(names, self.labels):
             flag = "constant" if lab.constant else ("never given" if lab.overall.observed == 0 else "")
-            table.add_row(lab.name, _rate_text(lab, lab.train), _rate_text(lab, lab.overall),
-                          _pct(lab.train.missing_rate), _pct(lab.overall.missing_rate), flag)
+            cells = [_rate_text(lab, lab.train), _rate_text(lab, lab.overall),
+                     _pct(lab.train.missing_rate), _pct(lab.overall.missing_rate), flag]
+            table.add_row(Text(name), *(Text(safe_text(c)) for c in cells))
         err.print(table)
         if self.files_checked:
             line(f"files: {self.usable_images} readable, {self.missing_files} missing, "

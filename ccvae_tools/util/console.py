@@ -9,7 +9,10 @@ from typing import Iterator
 
 from rich.console import Console
 
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+from ccvae_tools.util.text import safe_markup, safe_text
+
+# no emoji codes: ":warning:" in a file name prints as itself
+err = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
 
 
 def debug_enabled() -> bool:
@@ -17,11 +20,15 @@ def debug_enabled() -> bool:
 
 
 def info(msg: str) -> None:
-    err.print(msg)
+    """A message on stderr; it may quote names from files, so it is made safe and not read as markup."""
+    err.print(safe_text(msg), markup=False)
 
 
 def warn(msg: str) -> None:
-    err.print(f"[yellow]warning:[/yellow] {msg}" if err.is_terminal else f"warning: {msg}")
+    if err.is_terminal:
+        err.print(f"[yellow]warning:[/yellow] {safe_markup(msg)}")
+    else:
+        err.print(f"warning: {safe_text(msg)}", markup=False)
 
 
 @contextlib.contextmanager

@@ -1,4 +1,6 @@
-"""Errors a user can cause. The CLI turns them into one line on stderr and an exit code."""
+"""Errors a user can cause. The CLI turns them into one line on stderr (`message`) and an exit code."""
+
+from ccvae_tools.util.text import safe_text
 
 
 class CcvaeError(Exception):
@@ -23,3 +25,10 @@ class WeightsError(CcvaeError):
 
 class TrainingError(CcvaeError):
     """Training stopped (non-finite loss, nothing to train on, ...)."""
+
+
+def message(error: BaseException) -> str:
+    """An error's text as the terminal shows it: one line, terminal-safe. Messages quote strings
+    from files (label names, CSV headers, paths), so their control characters, escape sequences and
+    line breaks are shown escaped (`util/text.py`); every error the CLI prints goes through here."""
+    return safe_text(str(error))
