@@ -74,7 +74,7 @@ def supervised_row(data: Path, frac: float, args, steps: int) -> dict:
     from ccvae_tools.data.cache import load_decoded
     from ccvae_tools.data.readers import open_catalog
     from ccvae_tools.evaluation.baseline import baseline_metrics, train_supervised
-    from ccvae_tools.model.network import ModelConfig
+    from ccvae_tools.model.network import ModelConfig, label_block_sizes
     from ccvae_tools.training.batches import labelled_mask
     from ccvae_tools.training.options import resolve_options
 
@@ -83,8 +83,9 @@ def supervised_row(data: Path, frac: float, args, steps: int) -> dict:
     decoded = load_decoded(open_catalog(data, size=args.size))
     train_idx = decoded.indices(TRAIN)
     keep = labelled_mask(decoded.labels, train_idx, opts)
-    cfg = ModelConfig(image_size=args.size, channels=decoded.preprocess.channels,
-                      labels=list(decoded.label_info), label_dims=[1] * len(decoded.label_info))
+    labels = list(decoded.label_info)
+    cfg = ModelConfig(image_size=args.size, channels=decoded.preprocess.channels, labels=labels,
+                      label_dims=label_block_sizes(labels))             # the blocks `ccvae train` gives
     start = time.time()
     model = train_supervised(cfg, decoded, decoded.labels, np.flatnonzero(keep), steps=steps,
                              batch_size=args.batch_size, lr=args.lr, seed=args.seed)

@@ -285,3 +285,22 @@ def test_bernoulli_likelihood_is_the_soft_binary_cross_entropy():
     old = cfg.to_json()
     old.pop("likelihood")                                 # a weights file from before the option
     assert ModelConfig.from_json(old).likelihood == "laplace"
+
+
+def test_multiclass_blocks_start_their_classes_at_distinct_corners():
+    from ccvae_tools.model.network import initial_class_means, label_block_sizes
+
+    labels = [Label("bin", ("0", "1")), Label("three", ("a", "b", "c")), Label("char", tuple("abcdefghijklmnopqrst"))]
+    assert label_block_sizes(labels) == [1, 2, 5]
+    assert label_block_sizes(labels, 3) == [3, 3, 5]
+    assert initial_class_means(2, 1).flatten().tolist() == [-2.0, 2.0]        # the paper's binary start
+    assert initial_class_means(2, 3).tolist() == [[-2.0, 0.0, 0.0], [2.0, 0.0, 0.0]]
+    mu = initial_class_means(20, 5)
+    gaps = torch.cdist(mu, mu) + torch.eye(20) * 100
+    assert gaps.min() >= 4.0 - 1e-6                                          # every pair a full step apart
+    old = initial_class_means(20, 1)                                         # files with 1-D blocks still build
+    assert old[:, 0].tolist() == torch.linspace(-2.0, 2.0, 20).tolist()
+    m = CCVAE(ModelConfig(image_size=32, channels=1, labels=labels, label_dims=label_block_sizes(labels), z_style=3,
+                          widths=(8, 8, 8), hidden=16))
+    z_c = m.prior_loc[2, :20, :5]                                            # each letter's mean is classified as itself
+    assert (m.log_q_y(torch.cat([torch.zeros(20, 3), z_c], dim=1))[:, 2, :20].argmax(-1) == torch.arange(20)).all()

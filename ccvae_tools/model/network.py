@@ -31,6 +31,27 @@ BERNOULLI_EPS = 1e-6                 # the decoder's mean kept off 0 and 1 for t
 DEFAULT_WIDTHS = {32: (32, 64, 128), 64: (32, 32, 64, 128), 128: (32, 32, 64, 128, 128)}
 
 
+def label_block_sizes(labels: list[Label], label_dim: int = 1) -> list[int]:
+    """d_i per label: `label_dim`, but at least ceil(log2 K_i), so that the K_i class means of a
+    multi-class label can start at distinct corners of a cube (section 2.4 of docs/method.md): on one
+    axis, 20 letters would start 0.2 apart under priors of scale 1 and could hardly be told apart."""
+    return [max(label_dim, math.ceil(math.log2(max(2, lab.num_classes)))) for lab in labels]
+
+
+def initial_class_means(num_classes: int, dims: int) -> torch.Tensor:
+    """(K, d) starting means: class k at the corner whose coordinate j is +2 if bit j of k is set,
+    else -2 (on the first ceil(log2 K) axes; 0 on the others). A binary label: -2 and +2 on axis 0.
+    Blocks too small for the corners (old files) get -2..+2 evenly spaced on axis 0."""
+    bits = math.ceil(math.log2(max(2, num_classes)))
+    mu = torch.zeros(num_classes, dims)
+    if bits > dims:
+        mu[:, 0] = torch.linspace(-2.0, 2.0, num_classes)
+        return mu
+    for j in range(bits):
+        mu[:, j] = torch.tensor([2.0 if (k >> j) & 1 else -2.0 for k in range(num_classes)])
+    return mu
+
+
 @dataclass
 class ModelConfig:
     """Everything that fixes the network's shapes. Stored in the weights file as JSON."""
@@ -165,8 +186,7 @@ class CCVAE(nn.Module):
             dim_mask[i, :d] = True
             gather[i, :d] = torch.arange(start, start + d)
             start += d
-            # class means apart along the block's first axis: -2 and +2 for a binary label
-            mu0[i, :k, 0] = torch.linspace(-2.0, 2.0, k)
+            mu0[i, :k, :d] = initial_class_means(k, d)     # -2 and +2 for a binary label
         self.register_buffer("class_mask", class_mask, persistent=False)
         self.register_buffer("dim_mask", dim_mask, persistent=False)
         self.register_buffer("gather_index", gather, persistent=False)

@@ -21,7 +21,7 @@ import torch
 from ccvae_tools.data.base import TEST, TRAIN, VALID, Decoded
 from ccvae_tools.evaluation.heldout import heldout_metrics
 from ccvae_tools.evaluation.metrics import majority_classes
-from ccvae_tools.model.network import CCVAE, ModelConfig, num_parameters
+from ccvae_tools.model.network import CCVAE, ModelConfig, label_block_sizes, num_parameters
 from ccvae_tools.model.weights import build_metadata, load_model, save_model
 from ccvae_tools.objective.base import Regulariser
 from ccvae_tools.objective.bound import training_loss
@@ -212,7 +212,7 @@ def _new_model(opts: TrainOptions, data: Decoded, split: TrainSplit, resuming: b
     """The network from the seed (or --init-from's weights), with the label prior of the train labels."""
     torch.manual_seed(opts.seed)
     cfg = ModelConfig(image_size=opts.image_size, channels=data.preprocess.channels,
-                      labels=list(data.label_info), label_dims=[opts.label_dim] * len(data.label_info),
+                      labels=list(data.label_info), label_dims=label_block_sizes(list(data.label_info), opts.label_dim),
                       widths=parse_widths(opts.widths, opts.image_size),
                       z_style=opts.z_style, likelihood_scale=opts.likelihood_scale, likelihood=opts.likelihood)
     model = CCVAE(cfg)
