@@ -32,7 +32,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from ccvae_tools.cli import app  # noqa: E402
-from ccvae_tools.training.options import PRESETS, default_of, flag_of, option_fields  # noqa: E402
+from ccvae_tools.training.options import PRESETS, default_of, flag_of, help_of, option_fields  # noqa: E402
 
 OUTPUT = ROOT / "docs" / "cli.md"
 README = ROOT / "README.md"
@@ -127,7 +127,7 @@ def render_train_options() -> str:
         default = meta["shown"] or _cell(default_of(f))
         preset_cells = [_cell(PRESETS[p][f.name]) if PRESETS[p].get(f.name) is not None else "" for p in presets]
         rows.append(f"| `{flag_of(f.name)}` | {default} | " + " | ".join(preset_cells)
-                    + f" | {'yes' if meta['resume'] else ''} | {_cell(meta['help'])} |")
+                    + f" | {'yes' if meta['resume'] else ''} | {_cell(help_of(f))} |")
     return "\n".join(rows)
 
 

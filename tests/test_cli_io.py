@@ -424,7 +424,7 @@ def test_read_inputs_stdin_once(monkeypatch, tmp_path):
         def isatty(self):
             return False
 
-        def read(self):
+        def read(self, size=-1):
             Stdin.reads += 1
             return buf.getvalue()
 

@@ -7,7 +7,7 @@ from typing import List, Optional
 
 import typer
 
-from ccvae_tools.cli.params import Commands, split_list
+from ccvae_tools.cli.params import Commands, number, seed_option, split_list
 from ccvae_tools.util.text import safe_text
 
 commands = Commands(group="data", help="Make and check data sets.")
@@ -22,12 +22,12 @@ register = commands.register
 """)
 def data_avatars(
     out: Path = typer.Argument(..., help="Folder to write (CelebA layout)."),
-    n: int = typer.Option(20000, "--n", "-n", min=1, help="Number of images."),
-    seed: int = typer.Option(0, "--seed", min=0, help="Seed: the same seed gives the same images."),
-    size: int = typer.Option(64, "--size", min=8, max=1024, help="Image side in pixels."),
-    workers: int = typer.Option(0, "--workers", min=0, help="Processes (0: one per core)."),
-    valid_frac: float = typer.Option(0.1, "--valid-frac", min=0.0, max=0.5, help="Share for validation."),
-    test_frac: float = typer.Option(0.1, "--test-frac", min=0.0, max=0.5, help="Share for test."),
+    n: int = number(20000, "--n", "-n", minimum=1, maximum=10_000_000, help="Number of images."),
+    seed: int = seed_option("Seed: the same seed gives the same images."),
+    size: int = number(64, "--size", minimum=8, maximum=1024, help="Image side in pixels."),
+    workers: int = number(0, "--workers", minimum=0, maximum=1024, help="Processes (0: one per core)."),
+    valid_frac: float = number(0.1, "--valid-frac", minimum=0.0, maximum=0.5, help="Share for validation."),
+    test_frac: float = number(0.1, "--test-frac", minimum=0.0, maximum=0.5, help="Share for test."),
 ) -> None:
     """Generate cartoon faces with known attributes (DiceBear avataaars art), in CelebA layout."""
     from ccvae_tools.data.avatars import generate_avatars
@@ -51,10 +51,11 @@ def data_fonts(
                                                "default: the system font folders)."),
     chars: Optional[str] = typer.Option(None, "--chars", help="Characters to render, at most 20 (default: "
                                         "abdefghkmnpqrstuvwyz)."),
-    size: int = typer.Option(32, "--size", min=8, max=512, help="Image side in pixels."),
-    seed: int = typer.Option(0, "--seed", min=0, help="Seed of the split by family."),
-    valid_frac: float = typer.Option(0.15, "--valid-frac", min=0.0, max=0.5, help="Share of families for validation."),
-    test_frac: float = typer.Option(0.15, "--test-frac", min=0.0, max=0.5, help="Share of families for test."),
+    size: int = number(32, "--size", minimum=8, maximum=512, help="Image side in pixels."),
+    seed: int = seed_option("Seed of the split by family."),
+    valid_frac: float = number(0.15, "--valid-frac", minimum=0.0, maximum=0.5,
+                               help="Share of families for validation."),
+    test_frac: float = number(0.15, "--test-frac", minimum=0.0, maximum=0.5, help="Share of families for test."),
 ) -> None:
     """Render typefaces as labelled grayscale images (Bold, Italic, Monospace, Condensed, Serif, char)."""
     from ccvae_tools.data.fonts import DEFAULT_CHARS, generate_fonts

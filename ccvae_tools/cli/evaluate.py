@@ -17,7 +17,7 @@ from typing import Any, Optional
 
 import typer
 
-from ccvae_tools.cli.params import DEVICE, MODEL, Commands
+from ccvae_tools.cli.params import DEVICE, MODEL, Commands, number, seed_option
 from ccvae_tools.util.errors import CcvaeError, UsageError
 from ccvae_tools.util.text import safe_text
 
@@ -200,23 +200,23 @@ def eval_cmd(
                                             help="Judge file (.safetensors) or folder (default: next to the "
                                                  "weights); trained on the data's train split when missing "
                                                  "or not matching."),
-    max_images: Optional[int] = typer.Option(None, "--max-images", min=1,
-                                             help="Use at most N images of the split (seeded choice; default "
-                                                  "all). Edits use at most 500."),
-    seed: int = typer.Option(0, "--seed", min=0, help="Seed of every random choice (results are deterministic)."),
+    max_images: Optional[int] = number(None, "--max-images", minimum=1, maximum=10 ** 9,
+                                       help="Use at most N images of the split (seeded choice; default "
+                                            "all). Edits use at most 500."),
+    seed: int = seed_option("Seed of every random choice (results are deterministic)."),
     write: bool = typer.Option(False, "--write-metrics",
                                help="Store the metrics block in the weights file (ccvae.metrics)."),
-    samples: int = typer.Option(64, "--samples", min=2, max=4096,
-                                help="Conditional samples per label and class."),
-    draws: int = typer.Option(100, "--draws", min=1, max=10_000, help="K: draws for the bound's q^(y|x)."),
-    judge_epochs: Optional[int] = typer.Option(None, "--judge-epochs", min=1, max=1000,
-                                               help="Epochs of the judge (default: about 1000 steps, 3-30 epochs)."),
+    samples: int = number(64, "--samples", minimum=2, maximum=4096, help="Conditional samples per label and class."),
+    draws: int = number(100, "--draws", minimum=1, maximum=10_000, help="K: draws for the bound's q^(y|x)."),
+    judge_epochs: Optional[int] = number(None, "--judge-epochs", minimum=1, maximum=1000,
+                                         help="Epochs of the judge (default: about 1000 steps, 3-30 epochs)."),
     fmt: Optional[str] = typer.Option(None, "--format", help="auto | celeba | chexpert | folder "
                                                               "(default: as the model was trained)."),
     images: Optional[Path] = typer.Option(None, "--images", help="Image folder for a folder + CSV data set."),
     uncertain: Optional[str] = typer.Option(None, "--uncertain", help="CheXpert -1: ignore | ones | zeros "
                                                                       "(default: as the model was trained)."),
-    workers: Optional[int] = typer.Option(None, "--workers", min=1, help="Processes for decoding the cache."),
+    workers: Optional[int] = number(None, "--workers", minimum=1, maximum=1024,
+                                    help="Processes for decoding the cache."),
 ) -> None:
     """Evaluate a model on held-out data: label accuracy, reconstruction, bound, characteristic capture,
     and edits and samples judged by an independent classifier."""

@@ -7,6 +7,7 @@ batches in one process, decoding them in a thread pool while the model runs.
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 from pathlib import Path
@@ -15,8 +16,8 @@ from typing import Any, List, Optional
 import typer
 
 from ccvae_tools.cli import io as cli_io
-from ccvae_tools.cli.params import FORCE, Commands, device_option, model_option
-from ccvae_tools.util.errors import CcvaeError, UsageError
+from ccvae_tools.cli.params import FORCE, Commands, device_option, model_option, number, seed_option
+from ccvae_tools.util.errors import CcvaeError, UsageError, WeightsError
 from ccvae_tools.util.text import safe_text
 
 commands = Commands()
@@ -49,11 +50,32 @@ def render_card(card: dict) -> str:
     lines = [card["title"] or Path(card["path"]).name]
     lines += _model_lines(card)
     lines += _label_lines(card["labels"])
-    lines += _data_lines(card["data"])
-    lines += _training_lines(card["train"])
-    lines += _metrics_lines(card["metrics"])
+    lines += _part(card, _data_lines, "data", "ccvae.data")
+    lines += _part(card, _training_lines, "train", "ccvae.train")
+    lines += _part(card, _metrics_lines, "metrics", "ccvae.metrics")
     lines += _provenance_lines(card)
     return "\n".join(safe_text(line) for line in lines)
+
+
+def _part(card: dict, render, field: str, key: str) -> list[str]:
+    """The lines of one free-form record of the file (data, training, metrics): a value of a type
+    ccvae does not write there (a string where a count belongs) is a one-line error naming the key."""
+    try:
+        return render(card[field])
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        raise WeightsError(f"{card['path']}: malformed metadata {key} ({type(e).__name__}: {e})") from None
+
+
+def _json_ready(value: Any) -> Any:
+    """The card as JSON can carry it: NaN and infinities, which a file's metadata may hold and JSON
+    cannot, become null. (The weights reader bounds how deep the values nest.)"""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _json_ready(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_json_ready(v) for v in value]
+    return value
 
 
 def _model_lines(card: dict) -> list[str]:
@@ -216,7 +238,7 @@ def info_cmd(
 
     card = model_card(path, shown_options=card_options())
     if as_json:
-        cli_io.emit_json(card)
+        cli_io.emit_json(_json_ready(card))
     else:
         sys.stdout.write(render_card(card) + "\n")
 
@@ -320,11 +342,11 @@ def classify_cmd(
     model: Optional[str] = model_option(),
     device: Optional[str] = device_option(),
     as_json: bool = typer.Option(False, "--json", help="One JSON object per input line on stdout."),
-    draws: int = typer.Option(100, "--draws", min=1, max=100_000,
-                              help="K: codes drawn from q(z|x) to estimate q(y|x)."),
+    draws: int = number(100, "--draws", minimum=1, maximum=100_000,
+                        help="K: codes drawn from q(z|x) to estimate q(y|x)."),
     mean: bool = typer.Option(False, "--mean", help="Use the posterior mean code only (faster)."),
-    seed: int = typer.Option(0, "--seed", min=0, help="Seed of the draws (the output is deterministic)."),
-    batch_size: int = typer.Option(512, "--batch-size", min=1, max=65536, help="Images per model batch."),
+    seed: int = seed_option("Seed of the draws (the output is deterministic)."),
+    batch_size: int = number(512, "--batch-size", minimum=1, maximum=65536, help="Images per model batch."),
 ) -> None:
     """Per-label probabilities q(y_i | x) for each image: a table, or JSON lines with --json."""
     cli_io.check_input_paths(images)
@@ -421,8 +443,8 @@ def reconstruct_cmd(
     model: Optional[str] = model_option(),
     device: Optional[str] = device_option(),
     sample: bool = typer.Option(False, "--sample", help="Decode a draw z ~ q(z|x) instead of the posterior mean."),
-    seed: int = typer.Option(0, "--seed", min=0, help="Seed of --sample."),
-    batch_size: int = typer.Option(512, "--batch-size", min=1, max=65536, help="Images per model batch."),
+    seed: int = seed_option("Seed of --sample."),
+    batch_size: int = number(512, "--batch-size", minimum=1, maximum=65536, help="Images per model batch."),
     force: bool = FORCE,
 ) -> None:
     """Encode each image (posterior mean, or a draw with --sample) and decode it."""

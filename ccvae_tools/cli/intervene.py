@@ -15,7 +15,7 @@ from typing import List, Optional
 import typer
 
 from ccvae_tools.cli.params import (DEVICE, FORCE, FORMAT, MODEL, OUTPUT, RESAMPLE, SAMPLE, SEED, SIZE,
-                                    Commands)
+                                    Commands, number, split_list)
 from ccvae_tools.util.errors import UsageError
 from ccvae_tools.util.text import safe_text, slug
 
@@ -26,12 +26,13 @@ register = commands.register
 class _Session:
     """A loaded model and the inputs of one command."""
 
-    def __init__(self, model: Optional[str], device: Optional[str]):
+    def __init__(self, model: Optional[str], device: Optional[str], size: Optional[int]):
         from ccvae_tools.cli.io import open_model
 
         self.m = open_model(model, device)
         self.model = self.m.model
         self.pre = self.m.preprocess
+        self.scale(size)                # --size against the model's images, before any input is read
 
     def read(self, inputs: list[str]):
         from ccvae_tools.cli.io import read_inputs
@@ -44,12 +45,17 @@ class _Session:
         return match_label(name, self.m.label_names)
 
     def assignments(self, sets: list[str]) -> dict[int, int]:
+        """--set LABEL=VALUE, each label once: a second --set of one label is refused, not one kept."""
         from ccvae_tools.cli.io import parse_assignment
 
         out: dict[int, int] = {}
+        given: dict[int, str] = {}
         for text in sets:
             i, k = parse_assignment(text, self.m.labels)
-            out[i] = k
+            if i in out:
+                raise UsageError(f"--set {given[i]} and --set {text} both set label {self.m.label_names[i]!r}; "
+                                 f"give each label once")
+            out[i], given[i] = k, text
         return out
 
     def scale(self, size: Optional[int], default_factor: int = 1) -> int:
@@ -58,6 +64,17 @@ class _Session:
         if size < self.pre.size:
             raise UsageError(f"--size {size}: smaller than the model's {self.pre.size} px images")
         return max(1, round(size / self.pre.size))
+
+
+def _label_list(labels: Optional[str]) -> Optional[list[str]]:
+    """--labels "a,b" as names; None (not given): every label. A value naming none (",") is refused."""
+    if labels is None:
+        return None
+    names = split_list(labels)
+    if names is None:
+        raise UsageError(f"--labels {labels!r} names no label; give comma-separated label names "
+                         f"(e.g. smiling,eyeglasses), or leave --labels out to transfer all")
+    return names
 
 
 def _target(output: Optional[str], default: str, inputs: list[str], force: bool) -> str:
@@ -106,10 +123,11 @@ def _slug(names: list[str]) -> str:
 def traverse_cmd(
     images: List[str] = typer.Argument(..., help="Input images (- = stdin)."),
     label: List[str] = typer.Option(..., "--label", "-l", help="Label to walk; give it twice for a 2-D grid."),
-    steps: int = typer.Option(9, "--steps", min=2, max=64, help="Points along each walk."),
-    span: float = typer.Option(2.0, "--span", min=0.0, help="Extend past the class means by this many prior sd."),
-    frames: int = typer.Option(48, "--frames", min=8, max=400, help="GIF frames per loop."),
-    fps: int = typer.Option(15, "--fps", min=1, max=50, help="GIF frames per second."),
+    steps: int = number(9, "--steps", minimum=2, maximum=64, help="Points along each walk."),
+    span: float = number(2.0, "--span", minimum=0.0, maximum=20.0,
+                         help="Extend past the class means by this many prior sd."),
+    frames: int = number(48, "--frames", minimum=8, maximum=400, help="GIF frames per loop."),
+    fps: int = number(15, "--fps", minimum=1, maximum=50, help="GIF frames per second."),
     output: Optional[str] = OUTPUT, fmt: Optional[str] = FORMAT, size: Optional[int] = SIZE,
     resample: str = RESAMPLE, sample: bool = SAMPLE, seed: int = SEED, force: bool = FORCE,
     model: Optional[str] = MODEL, device: Optional[str] = DEVICE,
@@ -122,7 +140,7 @@ def traverse_cmd(
 
     if len(label) > 2:
         raise UsageError("--label: give one label (a strip) or two (a 2-D grid)")
-    s = _Session(model, device)
+    s = _Session(model, device, size)
     idx = [s.label(n) for n in label]
     if len(idx) == 2 and idx[0] == idx[1]:
         raise UsageError("--label: a 2-D traversal needs two different labels")
@@ -209,10 +227,11 @@ def _loop_frames(s: _Session, z, label_per_tile: list[int], frames: int, fps: in
 def gif_cmd(
     image: str = typer.Argument(..., help="Input image (- = stdin)."),
     label: Optional[List[str]] = typer.Option(None, "--label", "-l", help="Labels to animate (default: all)."),
-    frames: int = typer.Option(48, "--frames", min=8, max=400, help="Frames per loop."),
-    fps: int = typer.Option(15, "--fps", min=1, max=50, help="Frames per second (holds at the ends add 0.4 s)."),
-    span: float = typer.Option(2.0, "--span", min=0.0, help="Extend past the class means by this many prior sd."),
-    columns: int = typer.Option(0, "--columns", min=0, help="Tiles per row (default: about square)."),
+    frames: int = number(48, "--frames", minimum=8, maximum=400, help="Frames per loop."),
+    fps: int = number(15, "--fps", minimum=1, maximum=50, help="Frames per second (holds at the ends add 0.4 s)."),
+    span: float = number(2.0, "--span", minimum=0.0, maximum=20.0,
+                         help="Extend past the class means by this many prior sd."),
+    columns: int = number(0, "--columns", minimum=0, maximum=1024, help="Tiles per row (default: about square)."),
     probability: bool = typer.Option(False, "--probability", help="Show q(label | frame) under each tile."),
     output: Optional[str] = OUTPUT, size: Optional[int] = SIZE, resample: str = RESAMPLE,
     sample: bool = SAMPLE, seed: int = SEED, force: bool = FORCE,
@@ -223,7 +242,7 @@ def gif_cmd(
 
     if output is not None and output != "-" and not output.lower().endswith(".gif"):
         raise UsageError(f"{output}: `ccvae gif` writes an animation: give a .gif name")
-    s = _Session(model, device)
+    s = _Session(model, device, size)
     idx = [s.label(n) for n in label] if label else list(range(len(s.m.label_names)))
     titles = [s.m.label_names[i] for i in idx]
     suffix = "traversals" if label is None else _slug(titles)
@@ -253,10 +272,10 @@ def gif_cmd(
 """)
 def sample_cmd(
     set_: List[str] = typer.Option([], "--set", "-s", help="LABEL=VALUE to fix (others drawn from p(y))."),
-    n: int = typer.Option(16, "-n", "--n", min=1, max=1024, help="Number of samples."),
+    n: int = number(16, "-n", "--n", minimum=1, maximum=1024, help="Number of samples."),
     style_from: Optional[str] = typer.Option(None, "--style-from", help="Keep the style latents of this image."),
-    temperature: float = typer.Option(1.0, "--temperature", "-t", min=0.0, help="Scales every prior sd."),
-    columns: int = typer.Option(0, "--columns", min=0, help="Images per row (default: about square)."),
+    temperature: float = number(1.0, "--temperature", "-t", minimum=0.0, maximum=10.0, help="Scales every prior sd."),
+    columns: int = number(0, "--columns", minimum=0, maximum=1024, help="Images per row (default: about square)."),
     output: Optional[str] = OUTPUT, fmt: Optional[str] = FORMAT, size: Optional[int] = SIZE,
     resample: str = RESAMPLE, seed: int = SEED, force: bool = FORCE,
     model: Optional[str] = MODEL, device: Optional[str] = DEVICE,
@@ -270,7 +289,7 @@ def sample_cmd(
     from ccvae_tools import render
     from ccvae_tools.interventions import conditional_sample
 
-    s = _Session(model, device)
+    s = _Session(model, device, size)
     assign = s.assignments(set_)
     suffix = "-".join(f"{_slug([s.m.label_names[i]])}{k}" for i, k in sorted(assign.items())) or "sample"
     target = _target(output, _default_for([], suffix, "png"), [style_from] if style_from else [], force)
@@ -316,7 +335,7 @@ def edit_cmd(
     from ccvae_tools import render
     from ccvae_tools.interventions import edit
 
-    s = _Session(model, device)
+    s = _Session(model, device, size)
     assign = s.assignments(set_)
     targets = _many_targets(images, output, "edit", force)
     inputs = s.read(images)
@@ -395,10 +414,9 @@ def swap_cmd(
         raise UsageError("--cells goes with --grid")
     if cells is not None and not cells.is_dir():
         raise UsageError(f"--cells {cells}: no such folder")
-    s = _Session(model, device)
-    chosen = None
-    if labels:
-        chosen = [s.label(t.strip()) for t in labels.split(",") if t.strip()]
+    wanted = _label_list(labels)
+    s = _Session(model, device, size)
+    chosen = None if wanted is None else [s.label(name) for name in wanted]
     target = _target(output, _default_for(images, "swapgrid" if grid else "swap", "png"), images, force)
     cell_files = _cell_files(cells, images, force)
     inputs = s.read(images)
@@ -445,8 +463,8 @@ def _cell_files(cells: Optional[Path], images: list[str], force: bool) -> list[s
 def interpolate_cmd(
     a: str = typer.Argument(..., help="First image (- = stdin)."),
     b: str = typer.Argument(..., help="Second image."),
-    steps: int = typer.Option(9, "--steps", min=2, max=200, help="Points on the path, ends included."),
-    fps: int = typer.Option(15, "--fps", min=1, max=50, help="GIF frames per second."),
+    steps: int = number(9, "--steps", minimum=2, maximum=200, help="Points on the path, ends included."),
+    fps: int = number(15, "--fps", minimum=1, maximum=50, help="GIF frames per second."),
     output: Optional[str] = OUTPUT, fmt: Optional[str] = FORMAT, size: Optional[int] = SIZE,
     resample: str = RESAMPLE, sample: bool = SAMPLE, seed: int = SEED, force: bool = FORCE,
     model: Optional[str] = MODEL, device: Optional[str] = DEVICE,
@@ -457,7 +475,7 @@ def interpolate_cmd(
     from ccvae_tools import render
     from ccvae_tools.interventions import interpolate
 
-    s = _Session(model, device)
+    s = _Session(model, device, size)
     gif = _is_gif(output, fmt)
     target = _target(output, _default_for([a], "interp", "gif" if gif else "png"), [a, b], force)
     inputs = s.read([a, b])

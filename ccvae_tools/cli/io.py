@@ -260,10 +260,11 @@ def _check_stdin() -> None:
 
 
 def _read_stdin() -> bytes:
+    """The image bytes on stdin, at most `data.images.MAX_IMAGE_BYTES` (`< /dev/zero` ends at once)."""
+    from ccvae_tools.data.images import read_stream
+
     _check_stdin()
-    buf = getattr(sys.stdin, "buffer", None)
-    data = buf.read() if buf is not None else sys.stdin.read()
-    return data.encode("latin-1") if isinstance(data, str) else bytes(data)
+    return read_stream(getattr(sys.stdin, "buffer", None) or sys.stdin, STDIN_NAME)
 
 
 def input_warnings(data: bytes, name: str, pre: "Preprocess") -> list[tuple[str, str]]:
@@ -311,7 +312,10 @@ def input_warnings(data: bytes, name: str, pre: "Preprocess") -> list[tuple[str,
 
 
 def check_input_paths(inputs: Sequence[str]) -> None:
-    """Fail before any work when a path is missing or a folder (typos show up at once)."""
+    """Fail before any work when a path is missing, a folder, not a regular file (a FIFO, a device)
+    or too large to be an image (typos show up at once)."""
+    from ccvae_tools.data.images import check_image_path
+
     for src in inputs:
         if src == "-":
             _check_stdin()
@@ -320,8 +324,7 @@ def check_input_paths(inputs: Sequence[str]) -> None:
         if p.is_dir():
             raise DataError(f"{src}: is a folder, not an image file; give the path of an image "
                             f"(e.g. {src.rstrip('/')}/*.jpg)")
-        if not p.exists():
-            raise DataError(f"{src}: no such file; check the path")
+        check_image_path(p, src)
 
 
 def _load_one(src: str, data: bytes | None, pre: "Preprocess") -> tuple["np.ndarray", list[tuple[str, str]]]:

@@ -3,7 +3,8 @@
 Each command module keeps a `Commands` registry, declares its commands on it with the same
 decorator Typer uses, and the app (`cli/app.py`) calls `register(app)` on every module. Options used
 by more than one command (`--model`, `--device`, the output options, `--seed`, `--force`) are
-declared here once.
+declared here once. Numeric options are declared with `number`, which states their range in --help
+and refuses a value outside it (or NaN, or infinity) with one line before the command runs.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any, Callable, Optional
 import typer
 
 from ccvae_tools.util.device import DEVICE_CHOICES, DEVICE_ENV
+from ccvae_tools.util.ranges import SEED_MAX, Range
 
 MODEL_HELP = ("Weights file (.safetensors), or a shipped model by name (avatars64, fonts32); default: "
               "$CCVAE_MODEL, else the shipped default weights.")
@@ -41,6 +43,25 @@ class Commands:
             target.command(name, **settings)(function)
 
 
+def number(default: Any, *flags: str, help: str, minimum: float | None = None, maximum: float | None = None,
+           above: float | None = None, **settings: Any) -> Any:
+    """A numeric option whose valid range is declared here, once: --help states it, and a value
+    outside it, NaN or infinity is a one-line UsageError naming `flags[0]` and the range (exit 2),
+    raised while the arguments are parsed, before any work. typer's own min=/max= would answer
+    with a usage block whose message names one bound only; None (an option not given) passes."""
+    allowed = Range(minimum, maximum, above)
+
+    def check(value: Any) -> Any:
+        if value is not None:
+            allowed.check(flags[0], value)
+        return value
+    return typer.Option(default, *flags, help=f"{help} Range: {allowed.text()}.", callback=check, **settings)
+
+
+def seed_option(help: str = "Seed of every random draw.") -> Any:
+    return number(0, "--seed", minimum=0, maximum=SEED_MAX, help=help)
+
+
 def model_option() -> Any:
     return typer.Option(None, "--model", "-m", help=MODEL_HELP, metavar="WEIGHTS")
 
@@ -54,10 +75,11 @@ MODEL = model_option()
 DEVICE = device_option()
 OUTPUT = typer.Option(None, "--output", "-o", help="Output file (.png .jpg .webp .gif), or - for stdout.")
 FORMAT = typer.Option(None, "--format", help="Format for -o - (png, jpg, webp, gif).")
-SIZE = typer.Option(None, "--size", help="Tile side in pixels: upscale small images (default: model size).")
+SIZE = number(None, "--size", minimum=1, maximum=4096,
+              help="Tile side in pixels: upscale small images (default: model size).")
 RESAMPLE = typer.Option("nearest", "--resample", help="Upscaling: nearest | lanczos")
 SAMPLE = typer.Option(False, "--sample", help="Draw z ~ q(z|x) instead of the posterior mean.")
-SEED = typer.Option(0, "--seed", min=0, help="Seed of every random draw.")
+SEED = seed_option()
 FORCE = typer.Option(False, "--force", help="Let an output replace one of the input images (refused "
                      "otherwise).")
 

@@ -10,7 +10,7 @@ from typing import Any, Optional, get_args, get_type_hints
 import typer
 
 from ccvae_tools.cli.params import Commands, split_list
-from ccvae_tools.training.options import TrainOptions, flag_of, option_fields
+from ccvae_tools.training.options import TrainOptions, flag_of, help_of, option_fields
 from ccvae_tools.util.errors import UsageError
 
 commands = Commands()
@@ -41,7 +41,7 @@ def _parameters() -> list[inspect.Parameter]:
         meta = f.metadata
         if not meta["cli"]:
             continue
-        flag = typer.Option(None, flag_of(f.name), help=meta["help"], metavar=meta["metavar"], envvar=meta["envvar"])
+        flag = typer.Option(None, flag_of(f.name), help=help_of(f), metavar=meta["metavar"], envvar=meta["envvar"])
         params.append(_param(f.name, flag, _flag_type(hints[f.name], meta["comma_list"])))
         if f.name == "out":
             params.append(_param("resume", RESUME, Optional[str]))

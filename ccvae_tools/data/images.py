@@ -6,7 +6,9 @@ CMYK and 16-bit images converted with their full range) and applies the model's 
 Animated images (GIF, WebP, APNG) are read from their first frame only.
 
 Every problem with the input becomes one `DataError` line naming the file and what to do.
-Truncated files are refused: PIL's `ImageFile.LOAD_TRUNCATED_IMAGES` must stay False.
+Truncated files are refused: PIL's `ImageFile.LOAD_TRUNCATED_IMAGES` must stay False. Only regular
+files (or a stream such as stdin, `read_stream`) of at most MAX_IMAGE_BYTES are read: a FIFO would
+hang, /dev/zero would fill the memory.
 """
 
 from __future__ import annotations
@@ -16,13 +18,22 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageFile, ImageOps, PngImagePlugin, UnidentifiedImageError
 
 from ccvae_tools.data.base import Preprocess
 from ccvae_tools.util.errors import DataError
+from ccvae_tools.util.files import NotRegularFile, kind_of, open_regular, read_at_most
 
 MAX_PIXELS = 64_000_000      # larger frames are refused (decompression bombs, absurd scans)
 MIN_SIDE = 8                 # smaller frames carry no usable picture
+MAX_IMAGE_BYTES = 64 * 1024 * 1024   # larger files (or stdin) are refused before they are read
+
+# PIL refuses a PNG whose compressed text (zTXt, iTXt) or colour profile (iCCP) inflates to more
+# than 1 MB, and such valid files were called corrupt. Anything as large as a file we accept is
+# read; beyond that (a zlib bomb) the refusal says so (`_open`). Raised, never lowered.
+PngImagePlugin.MAX_TEXT_CHUNK = max(PngImagePlugin.MAX_TEXT_CHUNK, MAX_IMAGE_BYTES)
+PngImagePlugin.MAX_TEXT_MEMORY = max(PngImagePlugin.MAX_TEXT_MEMORY, MAX_IMAGE_BYTES)
+_PNG_LIMITS = ("Decompressed data too large", "Too much memory used in text chunks")
 
 _WHITE = 255
 
@@ -33,20 +44,53 @@ def _name(src: str | Path | bytes, name: str | None) -> str:
     return "image data" if isinstance(src, (bytes, bytearray, memoryview)) else str(src)
 
 
-def _read_bytes(path: Path, name: str) -> bytes:
-    """The file's bytes, or a DataError for a missing, unreadable or empty file."""
+def _too_large(name: str) -> DataError:
+    return DataError(f"{name}: more than {MAX_IMAGE_BYTES >> 20} MB, the most an input image may have; "
+                     f"resize it or give another file")
+
+
+def check_image_path(path: Path, name: str) -> None:
+    """Refuse, before any work, a path that is missing, not a regular file, or too large to read."""
     try:
-        data = path.read_bytes()
+        st = path.stat()
     except FileNotFoundError:
         raise DataError(f"{name}: no such file; check the path") from None
-    except IsADirectoryError:
-        raise DataError(f"{name}: is a folder, not an image file; give the path of an image") from None
+    except OSError as e:
+        raise DataError(f"{name}: cannot read the file ({e.strerror or e}); check the path") from None
+    kind = kind_of(st.st_mode)
+    if kind != "a regular file":
+        raise _not_regular(name, kind)
+    if st.st_size > MAX_IMAGE_BYTES:
+        raise _too_large(name)
+
+
+def _not_regular(name: str, kind: str) -> DataError:
+    if kind == "a folder":
+        return DataError(f"{name}: is a folder, not an image file; give the path of an image")
+    return DataError(f"{name}: is {kind}, not an image file; give the path of a regular file (or - and "
+                     f"the bytes on stdin)")
+
+
+def _read_bytes(path: Path, name: str) -> bytes:
+    """The file's bytes, or a DataError for a missing, unreadable, irregular or too large file."""
+    try:
+        with open_regular(path) as f:
+            return read_stream(f, name)
+    except FileNotFoundError:
+        raise DataError(f"{name}: no such file; check the path") from None
+    except NotRegularFile as e:
+        raise _not_regular(name, e.kind) from None
     except PermissionError:
         raise DataError(f"{name}: permission denied; make the file readable") from None
     except OSError as e:
-        if path.is_dir():
-            raise DataError(f"{name}: is a folder, not an image file; give the path of an image") from None
         raise DataError(f"{name}: cannot read the file ({e.strerror or e}); check the path") from None
+
+
+def read_stream(stream, name: str) -> bytes:
+    """All of a binary stream (stdin, an open file), refused as one line past MAX_IMAGE_BYTES."""
+    data = read_at_most(stream, MAX_IMAGE_BYTES)
+    if data is None:
+        raise _too_large(name)
     return data
 
 
@@ -83,6 +127,9 @@ def _open(data: bytes, name: str, pre: Preprocess) -> tuple[Image.Image, tuple[i
         raise DataError(f"{name}: not enough memory to decode the image; resize it first") from None
     except Exception as e:  # noqa: BLE001 - PIL raises many kinds (OSError, SyntaxError, ValueError...)
         reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        if reason.startswith(_PNG_LIMITS):
+            raise DataError(f"{name}: its text or colour-profile chunks inflate to over "
+                            f"{MAX_IMAGE_BYTES >> 20} MB; re-export the image without its metadata") from None
         if "truncated" in reason:
             raise DataError(f"{name}: image file is truncated (incomplete); re-export or re-download "
                             f"it") from None

@@ -286,5 +286,33 @@ class CCVAE(nn.Module):
         return ccvae_bound(self, x, y, observed, draws=draws)
 
 
+def _conv_size(cin: int, cout: int) -> int:
+    return cin * cout * 16 + cout                      # a 4x4 kernel and a bias
+
+
+def _linear_size(cin: int, cout: int) -> int:
+    return cin * cout + cout
+
+
+def state_size(cfg: ModelConfig) -> int:
+    """The number of values in the state dict of `CCVAE(cfg)`, by arithmetic on the config alone.
+
+    The weights loader compares it with the tensors of a file before building the network, so that
+    a header claiming a huge network is refused before anything is allocated. It follows the layers
+    above (tests/test_hostile_weights.py checks it against the built network for several configs)."""
+    L = len(cfg.labels)
+    kmax = max((lab.num_classes for lab in cfg.labels), default=0)
+    dmax = max(cfg.label_dims, default=0)
+    widths, z, h = list(cfg.widths), cfg.z_dim, cfg.hidden
+    down = [cfg.channels] + widths
+    encoder = (sum(_conv_size(a, b) for a, b in zip(down, widths)) + _conv_size(widths[-1], h)
+               + 2 * _linear_size(h, z))
+    up = widths[::-1]
+    decoder = (_linear_size(z, h) + _conv_size(h, up[0])
+               + sum(_conv_size(a, b) for a, b in zip(up, up[1:] + [cfg.channels])))
+    tables = 3 * L * kmax * dmax + 2 * L * kmax         # prior loc, prior scale, classifier; its bias, log pi
+    return encoder + decoder + tables
+
+
 def num_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())

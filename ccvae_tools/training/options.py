@@ -13,16 +13,24 @@ from typing import Any
 
 from ccvae_tools.util.device import DEVICE_CHOICES, check_device_name
 from ccvae_tools.util.errors import UsageError
+from ccvae_tools.util.ranges import SEED_MAX, Range
+
+WIDTH_RANGE = Range(minimum=1, maximum=4096)      # channels of one convolution (--widths)
 
 
 def option(default: Any, help: str, *, choices: tuple | None = None, minimum: float | None = None,
-           resume: bool = False, card: bool = False, cli: bool = True, metavar: str | None = None,
-           envvar: str | None = None, comma_list: bool = False, shown: str | None = None) -> Any:
-    """A training option: `resume` = a resumed run may change it; `card` = `ccvae info` shows it;
-    `cli` = `ccvae train` has a flag for it; `comma_list` = the flag takes "a,b,c"; `shown` = how
-    the README's table states the default when the value alone would not say it."""
-    meta = dict(help=help, choices=choices, minimum=minimum, resume=resume, card=card, cli=cli,
-                metavar=metavar, envvar=envvar, comma_list=comma_list, shown=shown)
+           maximum: float | None = None, above: float | None = None, resume: bool = False,
+           card: bool = False, cli: bool = True, metavar: str | None = None, envvar: str | None = None,
+           comma_list: bool = False, shown: str | None = None) -> Any:
+    """A training option: `minimum` <= value (or `above` < value) <= `maximum`, stated in the help
+    and checked by `check_options` (float options are refused as NaN or infinite in any case);
+    `resume` = a resumed run may change it; `card` = `ccvae info` shows it; `cli` = `ccvae train`
+    has a flag for it; `comma_list` = the flag takes "a,b,c"; `shown` = how the README's table
+    states the default when the value alone would not say it."""
+    bounded = minimum is not None or maximum is not None or above is not None
+    meta = dict(help=help, choices=choices, range=Range(minimum, maximum, above) if bounded else None,
+                resume=resume, card=card, cli=cli, metavar=metavar, envvar=envvar, comma_list=comma_list,
+                shown=shown)
     return field(default=default, metadata=meta)
 
 
@@ -33,21 +41,23 @@ class TrainOptions:
     labels: list[str] | None = option(None, "Comma-separated label names (default: all, or the paper's 18 on "
                                       "CelebA).", comma_list=True,
                                       shown="all (CelebA: the paper's 18)")
-    sup_frac: float = option(1.0, "Labelled fraction of the train split.", card=True)
+    sup_frac: float = option(1.0, "Labelled fraction of the train split.", above=0, maximum=1, card=True)
     sup_select: str = option("first", "first (the paper: the first fraction) | random (seeded)",
                              choices=("first", "random"), card=True)
-    sup_oversample: float = option(1.0, "Times each labelled image is seen per epoch (1: paper).", minimum=1.0)
+    sup_oversample: float = option(1.0, "Times each labelled image is seen per epoch (1: paper).", minimum=1.0,
+                                   maximum=1000)
     labelled_per_batch: int = option(0, "k: labelled images in every batch, the rest unlabelled (ours; default 0 = "
                                      "the paper's schedule: each labelled image once an epoch).", minimum=0,
-                                     card=True)
-    epochs: int = option(50, "Epochs.", minimum=1, resume=True)
-    batch_size: int = option(200, "Batch size (all GPUs together).", minimum=1, card=True)
-    lr: float = option(1e-4, "Adam learning rate.", card=True)
-    z_style: int = option(27, "Style latent size d_s.", card=True)
+                                     maximum=65535, card=True)
+    epochs: int = option(50, "Epochs.", minimum=1, maximum=1_000_000, resume=True)
+    batch_size: int = option(200, "Batch size (all GPUs together).", minimum=1, maximum=65536, card=True)
+    lr: float = option(1e-4, "Adam learning rate.", above=0, maximum=1, card=True)
+    z_style: int = option(27, "Style latent size d_s.", minimum=1, maximum=4096, card=True)
     label_dim: int = option(1, "Latent size d_i of each label's block (a K-class label gets at least "
-                                    "ceil(log2 K)).", card=True)
+                                    "ceil(log2 K)).", minimum=1, maximum=256, card=True)
     widths: str = option("", "Channels of the encoder's stride-2 convolutions (the decoder mirrors them), e.g. "
-                         "64,64,64,128 at 64 px (default: the paper's 32,32,64,128).", card=True,
+                         "64,64,64,128 at 64 px (default: the paper's 32,32,64,128); each in "
+                         f"{WIDTH_RANGE.text()}.", card=True,
                          shown="the paper's")
     image_size: int = option(64, "32, 64 or 128.", choices=(32, 64, 128), card=True)
     crop: str = option("auto", "auto | center | squash | N (centre crop size)", card=True)
@@ -55,31 +65,39 @@ class TrainOptions:
     likelihood: str = option("laplace", "p(x|z): laplace (the paper's) | bernoulli (sparse images such as "
                              "glyphs, where the Laplace draws a blank page).", choices=("laplace", "bernoulli"),
                              card=True)
-    likelihood_scale: float = option(1.0, "Laplace scale b of p(x|z).", card=True)
-    draws: int = option(100, "K: draws for q^(y|x) (default 100).", minimum=1, card=True)
+    likelihood_scale: float = option(1.0, "Laplace scale b of p(x|z).", above=0, maximum=1000, card=True)
+    draws: int = option(100, "K: draws for q^(y|x) (default 100).", minimum=1, maximum=100_000, card=True)
     classifier_weight: float = option(100.0, "alpha: extra weight on log q^(y|x) in the loss (default 100; 0 = "
-                                      "the paper's objective, as --preset paper).", minimum=0, card=True)
+                                      "the paper's objective, as --preset paper).", minimum=0, maximum=1e6,
+                                      card=True)
     style_adversary: float = option(0.0, "lambda: train z_s to hide the labels from an adversary that reads them "
-                                    "from z_s (ours; default 0 = off).", minimum=0, card=True)
+                                    "from z_s (ours; default 0 = off).", minimum=0, maximum=1e6, card=True)
     style_decorrelate: float = option(0.0, "lambda: penalise the share of each label that a linear read-out of "
-                                      "z_s explains in the batch (R^2; ours; default 0 = off).", minimum=0, card=True)
+                                      "z_s explains in the batch (R^2; ours; default 0 = off).", minimum=0,
+                                      maximum=1e6, card=True)
     kl_warmup: float = option(0.0, "Epochs over which the latent cost of the loss rises from 0 to 1 (ours; "
-                              "default 0 = off).", minimum=0, card=True)
+                              "default 0 = off).", minimum=0, maximum=1e6, card=True)
     swap_cycle: float = option(0.0, "gamma: train the decoder to draw the labels of swapped codes, as the model's "
-                               "own classifier reads them (ours; default 0 = off).", minimum=0, card=True)
+                               "own classifier reads them (ours; default 0 = off).", minimum=0, maximum=1e6,
+                               card=True)
     init_from: str | None = option(None, "Start from a weights file (fine-tuning); the network's shape and labels "
                                    "come from it.", metavar="WEIGHTS", card=True)
     device: str = option("auto", " | ".join(DEVICE_CHOICES), envvar="CCVAE_DEVICE", resume=True)
     precision: str = option("fp32", "fp32 | bf16 | fp16 (CUDA)", choices=("fp32", "bf16", "fp16"), card=True)
     out: str = option("runs", "Folder of run folders (default runs).", resume=True)
-    seed: int = option(0, "Seed of everything random.")
+    seed: int = option(0, "Seed of everything random.", minimum=0, maximum=SEED_MAX)
     preset: str | None = option(None, "paper | few-labels | avatars", card=True)
-    eval_every: int = option(1, "Evaluate every N epochs.", resume=True)
-    preview_every: int = option(5, "Preview images every N epochs.", resume=True)
-    checkpoint_minutes: float = option(5.0, "Checkpoint every N minutes too (0: every step).", resume=True)
-    max_eval: int = option(5000, "Validation images per evaluation.", cli=False)
-    max_steps: int = option(0, "Stop after N steps in total.", resume=True, shown="0 (no limit)")
-    workers: int = option(0, "Processes for decoding the cache.", resume=True, shown="0 (one per core)")
+    eval_every: int = option(1, "Evaluate every N epochs (and after the last).", minimum=1, maximum=1_000_000,
+                             resume=True)
+    preview_every: int = option(5, "Preview images every N epochs (0: never).", minimum=0, maximum=1_000_000,
+                                resume=True)
+    checkpoint_minutes: float = option(5.0, "Checkpoint every N minutes too (0: every step).", minimum=0,
+                                       maximum=1e6, resume=True)
+    max_eval: int = option(5000, "Validation images per evaluation.", minimum=1, maximum=10 ** 9, cli=False)
+    max_steps: int = option(0, "Stop after N steps in total (0: no limit).", minimum=0, maximum=SEED_MAX,
+                            resume=True, shown="0 (no limit)")
+    workers: int = option(0, "Processes for decoding the cache.", minimum=0, maximum=1024, resume=True,
+                          shown="0 (one per core)")
     on_bad: str = option("skip", "Unreadable images: skip | fail", choices=("skip", "fail"))
     cache_dir: str | None = option(None, "Where to keep the decoded cache.",
                                    shown="`DATA/.ccvae-cache` (else `~/.cache/ccvae`)")
@@ -108,6 +126,13 @@ def option_fields() -> list[Field]:
 
 def flag_of(name: str) -> str:
     return "--" + name.replace("_", "-")
+
+
+def help_of(f: Field) -> str:
+    """An option's help as `ccvae train --help` and the README's table show it: with its range."""
+    meta = f.metadata
+    rng = meta["range"].text() if meta["range"] is not None else ""
+    return f"{meta['help']} Range: {rng}." if rng else meta["help"]
 
 
 def resumable_options() -> tuple[str, ...]:
@@ -148,15 +173,14 @@ def _or_list(values: tuple) -> str:
 
 
 def check_options(opts: TrainOptions) -> None:
-    """Each field's declared check (choices, minimum), then the few that relate options."""
+    """Each field's declared check (choices, range; no float may be NaN or infinite), then the few
+    that relate options. Runs before any work, and again on the options a resumed run ends up with."""
     for f in option_fields():
         value, meta = getattr(opts, f.name), f.metadata
         if meta["choices"] is not None and value not in meta["choices"]:
             raise UsageError(f"{flag_of(f.name)} must be {_or_list(meta['choices'])}, got {value!r}")
-        if meta["minimum"] is not None and value < meta["minimum"]:
-            raise UsageError(f"{flag_of(f.name)} must be >= {meta['minimum']:g}, got {value!r}")
-    if not 0.0 < opts.sup_frac <= 1.0:
-        raise UsageError(f"--sup-frac must be in (0, 1], got {opts.sup_frac}")
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            (meta["range"] or Range()).check(flag_of(f.name), value)
     if opts.labelled_per_batch > 0 and opts.sup_oversample != 1.0:
         raise UsageError("--labelled-per-batch and --sup-oversample are two ways to show labelled images more "
                          "often; give one")
@@ -180,8 +204,8 @@ def parse_widths(text: str, image_size: int) -> tuple[int, ...]:
     if need is not None and len(widths) != need:
         raise UsageError(f"--widths needs {need} numbers at {image_size} px (one per downsampling "
                          f"convolution), got {len(widths)}")
-    if min(widths) < 1:
-        raise UsageError("--widths must all be >= 1")
+    for w in widths:
+        WIDTH_RANGE.check("--widths", w)
     return widths
 
 

@@ -45,16 +45,34 @@ def unsafe_chars(text: str, allow: str = "\n") -> list[str]:
     return [c for c in text if bad(c)]
 
 
-def rewrite_metadata(src: Path, dst: Path, change: Callable[[dict], None]) -> Path:
-    """Copy a safetensors file with its `__metadata__` changed by `change` (tensors untouched)."""
+def split_weights(src: Path) -> tuple[dict, bytes]:
+    """(the header as a dict, the data section) of a safetensors file."""
     raw = Path(src).read_bytes()
     n = struct.unpack("<Q", raw[:8])[0]
-    header = json.loads(raw[8: 8 + n])
-    change(header["__metadata__"])
-    new = json.dumps(header).encode()
+    return json.loads(raw[8: 8 + n]), raw[8 + n:]
+
+
+def join_weights(dst: Path, header: dict | str | bytes, data: bytes) -> Path:
+    """Write a safetensors file from a header (a dict, or JSON text taken as it is) and data bytes."""
+    text = header if isinstance(header, (str, bytes)) else json.dumps(header)
+    new = text.encode() if isinstance(text, str) else text
     new += b" " * (-len(new) % 8)                 # the data keeps its 8-byte alignment
-    Path(dst).write_bytes(struct.pack("<Q", len(new)) + new + raw[8 + n:])
+    Path(dst).write_bytes(struct.pack("<Q", len(new)) + new + data)
     return Path(dst)
+
+
+def rewrite_header(src: Path, dst: Path, change: Callable[[dict], None],
+                   data: Callable[[bytes], bytes] | None = None) -> Path:
+    """Copy a safetensors file with its header (tensor entries and `__metadata__`) changed in place
+    by `change`, and its data section by `data` when given."""
+    header, body = split_weights(src)
+    change(header)
+    return join_weights(dst, header, data(body) if data is not None else body)
+
+
+def rewrite_metadata(src: Path, dst: Path, change: Callable[[dict], None]) -> Path:
+    """Copy a safetensors file with its `__metadata__` changed by `change` (tensors untouched)."""
+    return rewrite_header(src, dst, lambda header: change(header["__metadata__"]))
 
 
 def plant_names(src: Path, dst: Path, names: dict[int, str] | None = None,

@@ -1,0 +1,66 @@
+"""The valid range of a numeric option, declared once where the option is declared: `--help`
+states it (`Range.text`), and `Range.check` refuses anything outside it, and any NaN or infinity,
+with one line naming the option and the range (a UsageError, exit 2), before any work starts.
+
+    LR = Range(above=0, maximum=1)
+    LR.text()               # '(0, 1]'
+    LR.check("--lr", -1.0)  # UsageError: --lr must be a finite number in (0, 1], got -1.0
+
+Training options (`training/options.py`) and the commands' numeric options (`cli/params.number`)
+both use it. Imports only util/errors.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from ccvae_tools.util.errors import UsageError
+
+SEED_MAX = 2 ** 63 - 1        # seeds fit a signed 64-bit integer (what torch's generators take)
+
+
+def _num(x: float) -> str:
+    """1.0 -> '1', 1e6 -> '1000000', 0.0001 -> '0.0001', 2**63-1 in full."""
+    if isinstance(x, float) and x.is_integer() and abs(x) < 1e15:
+        return str(int(x))
+    return str(x) if isinstance(x, int) else f"{x:g}"
+
+
+@dataclass(frozen=True)
+class Range:
+    """minimum <= value, or above < value (an open lower end); value <= maximum; None: no bound."""
+
+    minimum: float | None = None
+    maximum: float | None = None
+    above: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.minimum is not None and self.above is not None:
+            raise ValueError("give minimum or above, not both")
+
+    def text(self) -> str:
+        """'[2, 64]', '(0, 1]', '>= 0', '> 0', '<= 10', or '' for no bound."""
+        low = self.minimum if self.minimum is not None else self.above
+        if low is not None and self.maximum is not None:
+            bracket = "[" if self.minimum is not None else "("
+            return f"{bracket}{_num(low)}, {_num(self.maximum)}]"
+        if low is not None:
+            return f"{'>=' if self.minimum is not None else '>'} {_num(low)}"
+        return f"<= {_num(self.maximum)}" if self.maximum is not None else ""
+
+    def contains(self, value: float) -> bool:
+        """Whether `value` is finite and within the bounds."""
+        if isinstance(value, float) and not math.isfinite(value):
+            return False
+        return ((self.minimum is None or value >= self.minimum) and (self.above is None or value > self.above)
+                and (self.maximum is None or value <= self.maximum))
+
+    def check(self, flag: str, value: float) -> None:
+        """UsageError (one line naming `flag` and the range) unless `value` is finite and in range."""
+        if self.contains(value):
+            return
+        kind = "a finite number" if isinstance(value, float) else "a whole number"
+        where = self.text()
+        bound = f" in {where}" if where[:1] in ("[", "(") else f" {where}" if where else ""
+        raise UsageError(f"{flag} must be {kind}{bound}, got {value!r}")
