@@ -35,3 +35,22 @@ def test_default_model_card_and_labels():
     m = meta["ccvae.metrics"]
     assert m["source"] == "ccvae eval" and m["split"] == "test"
     assert all(m["accuracy"][k] > m["majority_baseline"][k] for k in m["accuracy"])
+
+
+def test_the_shipped_typeface_model_reads_unseen_letters_by_name(tmp_path):
+    """`-m fonts32` finds the second shipped model; it reads letters of families it never saw."""
+    import json
+
+    fonts = ROOT / "weights/examples/fonts"
+    r = subprocess.run([sys.executable, "-m", "ccvae_tools", "classify", "-m", "fonts32", "--json",
+                        str(fonts / "g-arimo.png"), str(fonts / "k-arimo-bold.png"), str(fonts / "a-tinos-bolditalic.png"),
+                        str(fonts / "g-tinos.png")],
+                       capture_output=True, text=True, env={k: v for k, v in os.environ.items() if k != "CCVAE_MODEL"},
+                       cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    out = [json.loads(line) for line in r.stdout.splitlines()]
+    predicted = [o["predicted"] for o in out]
+    assert [p["char"] for p in predicted] == ["g", "k", "a", "g"]
+    assert [p["Bold"] for p in predicted] == ["0", "1", "1", "0"]
+    assert [p["Italic"] for p in predicted] == ["0", "0", "1", "0"]
+    assert [p["Serif"] for p in predicted] == ["0", "0", "1", "1"]

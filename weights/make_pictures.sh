@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Regenerate the README's pictures from the shipped default model (CPU, under a minute).
+# Regenerate the README's pictures from the shipped models (CPU, under a minute).
 #   bash weights/make_pictures.sh
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -21,3 +21,14 @@ ccvae sample -m $M --set no_beard=0 --style-from $E/hat.png -n 8 --seed 0 --size
 ccvae swap $E/glasses.png $E/hat.png $E/smile.png $E/brown.png -m $M --grid --size 96 -o $P/swap_grid.png
 # edits: set labels, keep the rest
 ccvae edit $E/brown.png -m $M --set eyeglasses=1 --set pale_skin=0 --compare --size 96 -o $P/edit.png
+
+# the typeface model (weights/README.fonts32.md): letters of families it never saw
+F=fonts32.safetensors
+G="$E/fonts/g-arimo.png $E/fonts/g-tinos.png $E/fonts/g-cousine.png $E/fonts/g-biolinum.png"
+ccvae traverse $G -m $F --label bold --size 64 -o $P/fonts_bold.png
+ccvae traverse $G -m $F --label italic --size 64 -o $P/fonts_italic.png
+# typeface characteristics (not the letter) between letters: row r gives its Bold/Italic/..., column c keeps its letter
+ccvae swap $E/fonts/a-tinos-bolditalic.png $E/fonts/k-arimo-bold.png $E/fonts/r-cousine-italic.png \
+    $E/fonts/e-nimbusroman.png -m $F --grid --labels bold,italic,monospace,condensed,serif --size 64 -o $P/fonts_swap.png
+ccvae sample -m $F --set bold=1 --set italic=1 --set serif=1 --set char=g -n 16 --seed 0 --size 64 \
+    -o $P/fonts_bold_italic_serif_g.png

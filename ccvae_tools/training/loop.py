@@ -294,6 +294,9 @@ def _announce(s: Session) -> None:
     for reg in s.regularisers:
         for note in reg.notes(_per_process(s) * s.dist.world):
             warn(note)
+    if s.split.n_labelled < len(s.split.train_idx) and opts.labelled_per_batch == 0 and opts.preset != "paper":
+        info("hint: with few labels, --preset few-labels (or --labelled-per-batch K) puts labelled images in "
+             "every batch; each labelled image is otherwise seen once an epoch (docs/experiments.md)")
 
 
 # ----------------------------------------------------------------------------------------------
