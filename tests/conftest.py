@@ -23,3 +23,30 @@ def avatar_dir_200(tmp_path_factory) -> Path:
 
     return generate_avatars(tmp_path_factory.mktemp("avatars") / "set200", n=200, seed=0, size=32,
                             workers=1)
+
+
+@pytest.fixture()
+def clean_env(monkeypatch):
+    """No CCVAE_DEBUG or CCVAE_MODEL from the caller's shell, and the CPU (for `usefixtures`)."""
+    monkeypatch.delenv("CCVAE_DEBUG", raising=False)
+    monkeypatch.delenv("CCVAE_MODEL", raising=False)
+    monkeypatch.setenv("CCVAE_DEVICE", "cpu")
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory) -> Path:
+    """A tiny weights file (`helpers.tiny_model.make_tiny_weights`: 3 labels, 32 px RGB)."""
+    from helpers.tiny_model import make_tiny_weights
+
+    return make_tiny_weights(tmp_path_factory.mktemp("tiny") / "tiny.safetensors")
+
+
+@pytest.fixture(scope="module")
+def face(tmp_path_factory) -> Path:
+    """A 40 x 40 RGB noise image as a PNG file."""
+    import numpy as np
+    from PIL import Image
+
+    path = tmp_path_factory.mktemp("img") / "face.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (40, 40, 3), dtype=np.uint8)).save(path)
+    return path

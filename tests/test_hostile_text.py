@@ -23,23 +23,13 @@ from ccvae_tools.util.errors import CcvaeError, UsageError, message
 from ccvae_tools.util.text import is_unsafe, safe_json, safe_markup, safe_text
 from helpers.cli import run_cli
 from helpers.hostile import HOSTILE, plant_names, unsafe_chars
-from helpers.tiny_model import make_tiny_weights
 
 IDS = list(HOSTILE)
 # where each hostile string goes: label 0's name, label 1's second class, title, data name, licence
 LABELS = ["Smiling", "Eyeglasses", "Blond_Hair"]
 
 
-@pytest.fixture(autouse=True)
-def _clean_env(monkeypatch):
-    monkeypatch.delenv("CCVAE_DEBUG", raising=False)
-    monkeypatch.delenv("CCVAE_MODEL", raising=False)
-    monkeypatch.setenv("CCVAE_DEVICE", "cpu")
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory) -> Path:
-    return make_tiny_weights(tmp_path_factory.mktemp("tiny") / "tiny.safetensors")
+pytestmark = pytest.mark.usefixtures("clean_env")      # fixtures in conftest.py: clean_env, tiny, face
 
 
 @pytest.fixture(scope="module")
@@ -54,13 +44,6 @@ def planted(tiny, tmp_path_factory):
                                      classes={1: ["0", HOSTILE[key]]}, text=HOSTILE[key])
         return cache[key]
     return get
-
-
-@pytest.fixture(scope="module")
-def face(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("img") / "face.png"
-    Image.fromarray(np.random.default_rng(0).integers(0, 256, (40, 40, 3), dtype=np.uint8)).save(path)
-    return path
 
 
 def assert_clean(*streams: str, internal: bool = False) -> None:

@@ -29,29 +29,12 @@ from ccvae_tools.model.network import CCVAE, ModelConfig, state_size
 from ccvae_tools.model.weights import MAX_DEPTH, MAX_HEADER, MAX_TENSORS, json_depth, load_model
 from helpers.cli import assert_one_line, run_cli
 from helpers.hostile import rewrite_header, split_weights
-from helpers.tiny_model import make_tiny_weights
 
 ROOT = Path(__file__).resolve().parent.parent
 FIRST = "cls_bias"            # the tiny model's first tensor in the data section (F32, shape [3, 2])
 
 
-@pytest.fixture(autouse=True)
-def _clean_env(monkeypatch):
-    monkeypatch.delenv("CCVAE_DEBUG", raising=False)
-    monkeypatch.delenv("CCVAE_MODEL", raising=False)
-    monkeypatch.setenv("CCVAE_DEVICE", "cpu")
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory) -> Path:
-    return make_tiny_weights(tmp_path_factory.mktemp("tiny") / "tiny.safetensors")
-
-
-@pytest.fixture(scope="module")
-def face(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("img") / "face.png"
-    Image.fromarray(np.random.default_rng(0).integers(0, 256, (40, 40, 3), dtype=np.uint8)).save(path)
-    return path
+pytestmark = pytest.mark.usefixtures("clean_env")      # fixtures in conftest.py: clean_env, tiny, face
 
 
 def run_proc(args, timeout: float = 60, **kw) -> subprocess.CompletedProcess:

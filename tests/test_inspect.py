@@ -50,11 +50,7 @@ def assert_one_line_error(code: int, err: str, expected_code: int, *needles: str
         assert n in lines[0], (n, lines[0])
 
 
-@pytest.fixture(autouse=True)
-def _clean_env(monkeypatch):
-    monkeypatch.delenv("CCVAE_DEBUG", raising=False)
-    monkeypatch.delenv("CCVAE_MODEL", raising=False)
-    monkeypatch.setenv("CCVAE_DEVICE", "cpu")
+pytestmark = pytest.mark.usefixtures("clean_env")      # conftest.py
 
 
 @pytest.fixture(scope="module")

@@ -14,38 +14,19 @@ import math
 from pathlib import Path
 from typing import get_type_hints
 
-import numpy as np
 import pytest
-from PIL import Image
 
 from ccvae_tools.training.options import PRESETS, TrainOptions, flag_of, option_fields, resolve_options
 from ccvae_tools.util.errors import UsageError
 from ccvae_tools.util.ranges import SEED_MAX, Range
 from helpers.cli import assert_one_line, run_cli
-from helpers.tiny_model import make_tiny_weights
 
 HINTS = get_type_hints(TrainOptions)
 NUMERIC = [f for f in option_fields() if HINTS[f.name] in (int, float) and f.metadata["choices"] is None]
 MISSING_MODEL = "/nonexistent/model.safetensors"
 
 
-@pytest.fixture(autouse=True)
-def _clean_env(monkeypatch):
-    monkeypatch.delenv("CCVAE_DEBUG", raising=False)
-    monkeypatch.delenv("CCVAE_MODEL", raising=False)
-    monkeypatch.setenv("CCVAE_DEVICE", "cpu")
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory) -> Path:
-    return make_tiny_weights(tmp_path_factory.mktemp("tiny") / "tiny.safetensors")
-
-
-@pytest.fixture(scope="module")
-def face(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("img") / "face.png"
-    Image.fromarray(np.random.default_rng(0).integers(0, 256, (40, 40, 3), dtype=np.uint8)).save(path)
-    return path
+pytestmark = pytest.mark.usefixtures("clean_env")      # fixtures in conftest.py: clean_env, tiny, face
 
 
 # ----------------------------------------------------------------------------------------------

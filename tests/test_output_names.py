@@ -19,7 +19,6 @@ from ccvae_tools.util.errors import UsageError
 from ccvae_tools.util.text import SLUG_MAX, slug
 from helpers.cli import run_cli
 from helpers.hostile import HOSTILE, plant_names
-from helpers.tiny_model import make_tiny_weights
 
 SLUG = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 IDS = list(HOSTILE)
@@ -27,16 +26,7 @@ IDS = list(HOSTILE)
 SETTABLE = [k for k in IDS if "=" not in HOSTILE[k]]
 
 
-@pytest.fixture(autouse=True)
-def _clean_env(monkeypatch):
-    monkeypatch.delenv("CCVAE_DEBUG", raising=False)
-    monkeypatch.delenv("CCVAE_MODEL", raising=False)
-    monkeypatch.setenv("CCVAE_DEVICE", "cpu")
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory) -> Path:
-    return make_tiny_weights(tmp_path_factory.mktemp("tiny") / "tiny.safetensors")
+pytestmark = pytest.mark.usefixtures("clean_env")      # fixtures in conftest.py: clean_env, tiny, face
 
 
 @pytest.fixture(scope="module")

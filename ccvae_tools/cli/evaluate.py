@@ -118,17 +118,24 @@ def _label_table(mt: dict):
     return table
 
 
-def _capture(mt: dict) -> list:
-    """The characteristic-capture table and its summary line (nothing without a capture block)."""
+def _capture_table(columns: tuple[str, ...], left: int):
+    """An empty capture table: the first `left` columns are names (left-aligned), the rest numbers."""
     from rich import box
     from rich.table import Table
 
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
+    for i, c in enumerate(columns):
+        table.add_column(c, justify="left" if i < left else "right")
+    return table
+
+
+def _capture(mt: dict) -> list:
+    """The characteristic-capture table and its summary line (nothing without a capture block)."""
     capture = mt.get("capture")
     if not capture:
         return []
-    ct = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
-    for c in ("characteristic", "variant", "class", "train", "test", "variants", "from z_c", "from z_s", "chance"):
-        ct.add_column(c, justify="left" if c in ("characteristic", "variant") else "right")
+    ct = _capture_table(("characteristic", "variant", "class", "train", "test", "variants", "from z_c", "from z_s",
+                         "chance"), left=2)
     for name, e in capture.items():
         for label, v in ((name, e), (f"{name} (coarse)", e.get("coarse"))):
             if not v:
@@ -147,15 +154,11 @@ def _capture(mt: dict) -> list:
 
 def _capture_continuous(mt: dict) -> list:
     """The continuous-capture table (typefaces: weight class within Bold, ...): R^2 / Spearman."""
-    from rich import box
-    from rich.table import Table
-
     capture = mt.get("capture_continuous")
     if not capture:
         return []
-    ct = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
-    for c in ("label", "characteristic", "class", "train", "test", "z_c R^2", "z_s R^2", "z_c rank", "z_s rank"):
-        ct.add_column(c, justify="left" if c in ("label", "characteristic") else "right")
+    ct = _capture_table(("label", "characteristic", "class", "train", "test", "z_c R^2", "z_s R^2", "z_c rank",
+                         "z_s rank"), left=2)
     for name, e in capture.items():
         for k, v in e["within"].items():
             if "skipped" in v:

@@ -27,18 +27,25 @@ class GroundTruth:
         return None if col is None else self.values.get(col)
 
 
+def _first_with(folders: Sequence[Path], *names: Path) -> tuple[Path, ...] | None:
+    """The paths of `names` in the first folder that has every one of them as a file."""
+    for folder in folders:
+        paths = tuple(Path(folder) / n for n in names)
+        if all(p.is_file() for p in paths):
+            return paths
+    return None
+
+
 def load_ground_truth(folders: Sequence[Path], files: Sequence[str], label_names: Sequence[str]
                       ) -> GroundTruth | None:
     """Read avatars.json + avatars.csv from the first folder that has both; rows matched to the
     decoded images by file name. None when there is no ground truth."""
     from ccvae_tools.data.names import label_key
 
-    for folder in folders:
-        meta_path, table_path = Path(folder) / "avatars.json", Path(folder) / "avatars.csv"
-        if meta_path.is_file() and table_path.is_file():
-            break
-    else:
+    found = _first_with(folders, Path("avatars.json"), Path("avatars.csv"))
+    if found is None:
         return None
+    meta_path, table_path = found
     try:
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
         by_key = {label_key(d["name"]): str(d["variant_column"]) for d in meta.get("labels", [])
@@ -105,12 +112,10 @@ def load_continuous_truth(folders: Sequence[Path], files: Sequence[str], label_n
     None when there is none, or it cannot be read."""
     from ccvae_tools.data.names import label_key
 
-    for folder in folders:
-        index_path, table_path = Path(folder) / CONTINUOUS_INDEX, Path(folder) / CONTINUOUS_TABLE
-        if index_path.is_file() and table_path.is_file():
-            break
-    else:
+    found = _first_with(folders, CONTINUOUS_INDEX, CONTINUOUS_TABLE)
+    if found is None:
         return None
+    index_path, table_path = found
     try:
         index = json.loads(index_path.read_text(encoding="utf-8"))
         by_key = {label_key(str(k)): str(v) for k, v in dict(index["continuous"]).items()}
