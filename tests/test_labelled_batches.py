@@ -1,5 +1,7 @@
 """--labelled-per-batch: every batch holds k labelled examples; the order is reproducible (exact
-resume), the paper's schedule is untouched when k = 0, and bad combinations are refused."""
+resume), the paper's schedule is untouched when k = 0, and bad combinations are refused.
+--augment-shift: labelled rows move by whole pixels, unlabelled rows stay, a resumed run draws the
+same shifts."""
 
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from ccvae_tools.training.batches import epoch_order
+from ccvae_tools.training.batches import epoch_order, shift_labelled
 from ccvae_tools.training.loop import train
 from ccvae_tools.training.options import TrainOptions, resolve_options
 from ccvae_tools.util.errors import UsageError
@@ -64,7 +66,7 @@ def test_bad_combinations_are_refused():
 
 
 def test_a_run_with_labelled_batches_resumes_exactly(avatar_dir_200, tmp_path):
-    kw = dict(epochs=2, preview_every=0, sup_frac=0.1, labelled_per_batch=8)
+    kw = dict(epochs=2, preview_every=0, sup_frac=0.1, labelled_per_batch=8, augment_shift=2)
     full = train(opts_for(avatar_dir_200, tmp_path, **kw))
     part = train(opts_for(avatar_dir_200, tmp_path, **kw, max_steps=5))
     resumed = train(opts_for(avatar_dir_200, tmp_path), resume=str(part), overrides={"max_steps": 0})
@@ -74,7 +76,27 @@ def test_a_run_with_labelled_batches_resumes_exactly(avatar_dir_200, tmp_path):
     c = load_file(plain / "model.safetensors")
     assert not all(torch.equal(a[k], c[k]) for k in a)
     options = json.loads((full / "options.json").read_text())
-    assert options["labelled_per_batch"] == 8
+    assert options["labelled_per_batch"] == 8 and options["augment_shift"] == 2
+
+
+def test_a_shift_moves_labelled_rows_by_whole_pixels_and_leaves_the_rest():
+    x = torch.rand(6, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    observed = torch.tensor([[True, False], [False, False], [False, True], [False, False], [True, True],
+                             [False, False]])
+    out = shift_labelled(x, observed, 2, np.random.default_rng(3))
+    for row in (1, 3, 5):
+        assert torch.equal(out[row], x[row])
+    moved = 0
+    for row in (0, 2, 4):
+        # each labelled row is the original moved by some (dy, dx) in [-2, 2]^2: its inner part matches
+        hits = [(dy, dx) for dy in range(-2, 3) for dx in range(-2, 3)
+                if torch.equal(out[row, :, 2:6, 2:6], x[row, :, 2 + dy:6 + dy, 2 + dx:6 + dx])]
+        assert len(hits) == 1
+        moved += hits[0] != (0, 0)
+    assert moved >= 1
+    same = shift_labelled(x, observed, 2, np.random.default_rng(3))
+    assert torch.equal(out, same)
+    assert torch.equal(shift_labelled(x, observed, 0, np.random.default_rng(3)), x)
 
 
 def test_the_paper_preset_keeps_the_papers_schedule():

@@ -26,7 +26,7 @@ from ccvae_tools.model.weights import build_metadata, load_model, save_model
 from ccvae_tools.objective.base import Regulariser
 from ccvae_tools.objective.bound import training_loss
 from ccvae_tools.objective.registry import enabled_regularisers
-from ccvae_tools.training.batches import Batches, epoch_order, fits_on_device, labelled_mask
+from ccvae_tools.training.batches import Batches, epoch_order, fits_on_device, labelled_mask, shift_labelled
 from ccvae_tools.training.distributed import Dist, broadcast_path, init_distributed
 from ccvae_tools.training.options import (TrainOptions, check_options, parse_widths, resumable_options,
                                           take_shape_from)
@@ -358,6 +358,9 @@ def _step(s: Session, batch: np.ndarray, n_steps: int, log: ProgressLog) -> None
     """One optimiser step: the bound, each regulariser's term, backward, the regularisers' own steps."""
     opts, c = s.opts, s.counters
     x, y, observed = s.batches.get(batch)
+    if opts.augment_shift:
+        rng = np.random.default_rng([opts.seed, 11, c.global_step, s.dist.rank])
+        x = shift_labelled(x, observed, opts.augment_shift, rng)
     with s.autocast():
         terms = s.net(x, y, observed, opts.draws)
     kl_weight = min(1.0, c.global_step / (opts.kl_warmup * n_steps)) if opts.kl_warmup > 0 else 1.0

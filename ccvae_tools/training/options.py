@@ -49,6 +49,9 @@ class TrainOptions:
     labelled_per_batch: int = option(0, "k: labelled images in every batch, the rest unlabelled (ours; default 0 = "
                                      "the paper's schedule: each labelled image once an epoch).", minimum=0,
                                      maximum=65535, card=True)
+    augment_shift: int = option(0, "Shift each labelled image of a batch by up to N pixels, drawn anew at every step "
+                                "(edges repeated), so that a few labelled images are not learnt by heart (ours; "
+                                "default 0 = off).", minimum=0, maximum=16, card=True)
     epochs: int = option(50, "Epochs.", minimum=1, maximum=1_000_000, resume=True)
     batch_size: int = option(200, "Batch size (all GPUs together).", minimum=1, maximum=65536, card=True)
     lr: float = option(1e-4, "Adam learning rate.", above=0, maximum=1, card=True)
