@@ -12,8 +12,9 @@ on the test split: mean and balanced accuracy, labels above their majority basel
 capture (z_c^i against z_s: variants on avatars, continuous characteristics on typefaces) and the
 judged success of edits. `--no-eval` reads the runs' last validation line (metrics.jsonl) instead.
 
-Runs are run folders under OUT (logs in OUT/*.log); a finished run or evaluation is reused when the
-script is run again, so a sweep can be extended one fraction at a time. The table goes to stdout,
+Runs are run folders under OUT (logs in OUT/*.log); a finished run, evaluation or baseline is reused
+when the script is run again, so a sweep can be extended one fraction at a time. With
+`--augment-shift N` among the train options the baseline's images are shifted the same way. The table goes to stdout,
 OUT/table.md and OUT/table.json.
 """
 
@@ -68,8 +69,19 @@ def run_row(data: Path, out: Path, frac: float, k: int, args, extra: list[str]) 
     return {**row, **report["metrics"], "split": args.split}
 
 
-def supervised_row(data: Path, frac: float, args, steps: int) -> dict:
-    """The supervised-only baseline on the same labelled images, scored on the same split."""
+def supervised_row(data: Path, out: Path, frac: float, args, steps: int, extra: list[str]) -> dict:
+    """The supervised-only baseline on the same labelled images, for as many steps, scored on the
+    same split; with the run's --augment-shift, if it has one (kept in OUT and reused)."""
+    shift = int(extra[extra.index("--augment-shift") + 1]) if "--augment-shift" in extra else 0
+    name = f"f{frac:g}-supervised{args.tag}"
+    path = out / f"{name}.steps{steps}-{'valid' if args.no_eval else args.split}.json"
+    if not path.is_file():
+        row = train_supervised_row(data, frac, args, steps, shift)
+        path.write_text(json.dumps({**row, "run": name}))
+    return json.loads(path.read_text())
+
+
+def train_supervised_row(data: Path, frac: float, args, steps: int, shift: int) -> dict:
     from ccvae_tools.data.base import SPLIT_NAMES, TRAIN
     from ccvae_tools.data.cache import load_decoded
     from ccvae_tools.data.readers import open_catalog
@@ -88,11 +100,11 @@ def supervised_row(data: Path, frac: float, args, steps: int) -> dict:
                       label_dims=label_block_sizes(labels))             # the blocks `ccvae train` gives
     start = time.time()
     model = train_supervised(cfg, decoded, decoded.labels, np.flatnonzero(keep), steps=steps,
-                             batch_size=args.batch_size, lr=args.lr, seed=args.seed)
+                             batch_size=args.batch_size, lr=args.lr, seed=args.seed, augment_shift=shift)
     eval_idx = decoded.indices(SPLIT_NAMES.index(split))
     metrics = baseline_metrics(model, decoded, eval_idx, train_idx)
-    return {"run": f"f{frac:g}-supervised{args.tag}", "frac": frac, "k": None, "steps": steps, **metrics,
-            "split": split, "minutes": (time.time() - start) / 60}
+    return {"frac": frac, "k": None, "steps": steps, **metrics, "split": split,
+            "minutes": (time.time() - start) / 60}
 
 
 def capture_cell(row: dict) -> str:
@@ -154,7 +166,8 @@ def main() -> None:
     for frac in (float(f) for f in args.fracs.split(",")):
         ks = [0] if frac >= 1 else [int(k) for k in args.ks.split(",")]
         runs = [run_row(args.data, args.out, frac, k, args, extra) for k in ks]
-        rows += runs if args.no_baseline else runs + [supervised_row(args.data, frac, args, runs[-1]["steps"])]
+        rows += runs if args.no_baseline else runs + [supervised_row(args.data, args.out, frac, args, runs[-1]["steps"],
+                                                                     extra)]
     print_table(rows, args.out)
 
 

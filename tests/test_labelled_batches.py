@@ -12,7 +12,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from ccvae_tools.training.batches import epoch_order, shift_labelled
+from ccvae_tools.training.batches import epoch_order
+from ccvae_tools.util.imageops import shift_images
 from ccvae_tools.training.loop import train
 from ccvae_tools.training.options import TrainOptions, resolve_options
 from ccvae_tools.util.errors import UsageError
@@ -83,7 +84,7 @@ def test_a_shift_moves_labelled_rows_by_whole_pixels_and_leaves_the_rest():
     x = torch.rand(6, 3, 8, 8, generator=torch.Generator().manual_seed(0))
     observed = torch.tensor([[True, False], [False, False], [False, True], [False, False], [True, True],
                              [False, False]])
-    out = shift_labelled(x, observed, 2, np.random.default_rng(3))
+    out = shift_images(x, observed.any(-1), 2, np.random.default_rng(3))
     for row in (1, 3, 5):
         assert torch.equal(out[row], x[row])
     moved = 0
@@ -94,9 +95,9 @@ def test_a_shift_moves_labelled_rows_by_whole_pixels_and_leaves_the_rest():
         assert len(hits) == 1
         moved += hits[0] != (0, 0)
     assert moved >= 1
-    same = shift_labelled(x, observed, 2, np.random.default_rng(3))
+    same = shift_images(x, observed.any(-1), 2, np.random.default_rng(3))
     assert torch.equal(out, same)
-    assert torch.equal(shift_labelled(x, observed, 0, np.random.default_rng(3)), x)
+    assert torch.equal(shift_images(x, observed.any(-1), 0, np.random.default_rng(3)), x)
 
 
 def test_the_paper_preset_keeps_the_papers_schedule():

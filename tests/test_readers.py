@@ -525,3 +525,34 @@ def test_empty_csv_and_header_only(tmp_path):
     (tmp_path / "h.csv").write_text("image,smiling\n")
     with pytest.raises(DataError, match="lists no images"):
         open_catalog(tmp_path / "h.csv")
+
+
+# --- label tables from elsewhere: paths outside the folder, files that are not files -------------
+
+def test_csv_rows_may_name_images_outside_its_folder_and_the_report_says_so(tmp_path):
+    for name in ("a", "b", "c"):
+        _img(tmp_path / f"{name}.png")
+    (tmp_path / "tables").mkdir()
+    csv_path = tmp_path / "tables" / "labels.csv"
+    csv_path.write_text(f"image,smiling\n../a.png,1\n../b.png,0\n{tmp_path / 'c.png'},1\n")
+    cat = open_catalog(csv_path)
+    assert sorted(p.name for p in cat.files) == ["a.png", "b.png", "c.png"]
+    assert any("3 rows name images outside" in n for n in cat.notes)
+
+
+def test_a_label_table_that_is_a_fifo_or_too_large_is_refused_in_one_line(tmp_path, monkeypatch):
+    import os
+
+    from ccvae_tools.data import shared
+
+    if not hasattr(os, "mkfifo"):
+        pytest.skip("no FIFOs here")
+    fifo = tmp_path / "labels.csv"
+    os.mkfifo(fifo)
+    with pytest.raises(DataError, match="named pipe"):      # refused at once, never waiting for a writer
+        shared.read_text(fifo, "CSV file")
+    big = tmp_path / "big.csv"
+    big.write_text("image,smiling\n" + "x.png,1\n" * 100)
+    monkeypatch.setattr(shared, "MAX_TABLE_BYTES", 512)
+    with pytest.raises(DataError, match="larger than"):
+        shared.read_text(big, "CSV file")

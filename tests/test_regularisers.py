@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from ccvae_tools.training.state import STATE_FILE, load_state
 from ccvae_tools.data.cache import load_decoded
 from ccvae_tools.data.readers import open_catalog
 from ccvae_tools.model.weights import load_model
@@ -67,12 +68,12 @@ def test_a_registered_term_is_trained_logged_and_resumed(only_the_toy_term, avat
             _, mu_s = model.split(model.encode(x)[0])
         norms.append(float(mu_s.pow(2).sum(-1).mean()))
     assert norms[1] < norms[0]
-    state = torch.load(toy / "state.pt", weights_only=True)
+    state = load_state(toy / STATE_FILE)
     assert int(state["style_norm_steps"]) == state["global_step"]
 
 
 def test_a_resumed_run_restores_the_terms_state(only_the_toy_term, avatar_dir_200, tmp_path):
     part = train(opts_for(avatar_dir_200, tmp_path, epochs=2, preview_every=0, style_decorrelate=1.0, max_steps=3))
     resumed = train(opts_for(avatar_dir_200, tmp_path), resume=str(part), overrides={"max_steps": 0})
-    state = torch.load(resumed / "state.pt", weights_only=True)
+    state = load_state(resumed / STATE_FILE)
     assert int(state["style_norm_steps"]) == state["global_step"] > 3

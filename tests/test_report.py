@@ -204,6 +204,6 @@ def test_cli_check_errors_are_one_line(tmp_path, case, code, needle):
 def test_cli_check_fatal_report_exits_1(tmp_path):
     (tmp_path / "labels.csv").write_text("image,smiling\ngone1.png,1\ngone2.png,0\n")
     proc = _ccvae(str(tmp_path / "labels.csv"), "--json")
-    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert proc.returncode == 1 and "cannot be trained on: no image can be read" in _one_error_line(proc)
     data = json.loads(proc.stdout)
     assert data["fatal"] and data["files"]["missing"] == 2

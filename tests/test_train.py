@@ -15,6 +15,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from ccvae_tools.training.state import STATE_FILE, load_state
 from ccvae_tools.util.errors import TrainingError, UsageError
 from ccvae_tools.training.batches import epoch_order, labelled_mask
 from ccvae_tools.training.loop import train
@@ -134,10 +135,10 @@ def test_resume_after_kill_9_matches_an_uninterrupted_run(avatar_dir_200, tmp_pa
     deadline = time.time() + 120
     killed_at = None
     while time.time() < deadline and proc.poll() is None:
-        states = list(out.glob("*/state.pt"))
+        states = list(out.glob(f"*/{STATE_FILE}"))
         if states:
             try:
-                st = torch.load(states[0], weights_only=True)
+                st = load_state(states[0])
             except Exception:
                 st = None
             if st is not None and st["global_step"] >= 7:  # half of 3 epochs x 5 steps
@@ -186,7 +187,7 @@ def test_cli_errors_are_one_line_with_exit_codes(tmp_path):
     r = run_cli("train", tmp_path, "--preset", "nope")
     assert r.returncode == 2 and "preset" in r.stderr
     r = run_cli("train", "--resume", tmp_path)
-    assert r.returncode == 2 and "state.pt" in r.stderr
+    assert r.returncode == 2 and "not a run folder" in r.stderr
 
 
 def test_torchrun_two_processes_on_the_cpu(avatar_dir_200, tmp_path):

@@ -8,6 +8,7 @@ from typing import List, Optional
 import typer
 
 from ccvae_tools.cli.params import Commands, number, seed_option, split_list
+from ccvae_tools.util.errors import DataError
 from ccvae_tools.util.text import safe_text
 
 commands = Commands(group="data", help="Make and check data sets.")
@@ -94,5 +95,5 @@ def data_check(
         print(json.dumps(report.to_json()))
     else:
         report.render()
-    if report.fatal:
-        raise typer.Exit(1)
+    if report.fatal:          # the report said why; the run still ends in the one error line
+        raise DataError(f"{data}: the data cannot be trained on: {'; '.join(report.problems)}")

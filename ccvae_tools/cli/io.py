@@ -271,9 +271,11 @@ def input_warnings(data: bytes, name: str, pre: "Preprocess") -> list[tuple[str,
     """(kind, message) for an image far from what the model saw in training (it still works)."""
     from PIL import Image
 
+    from ccvae_tools.data.images import decoding
+
     found: list[tuple[str, str]] = []
     try:
-        with Image.open(io.BytesIO(data)) as img:
+        with decoding(), Image.open(io.BytesIO(data)) as img:
             w, h = img.size
             mode = img.mode
             gray_palette = False

@@ -4,7 +4,8 @@ Each command module keeps a `Commands` registry, declares its commands on it wit
 decorator Typer uses, and the app (`cli/app.py`) calls `register(app)` on every module. Options used
 by more than one command (`--model`, `--device`, the output options, `--seed`, `--force`) are
 declared here once. Numeric options are declared with `number`, which states their range in --help
-and refuses a value outside it (or NaN, or infinity) with one line before the command runs.
+and refuses a value outside it (or NaN, or infinity) with one line before the command runs; options
+that take one of a few words, with `choice`, which refuses any other word the same way.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any, Callable, Optional
 import typer
 
 from ccvae_tools.util.device import DEVICE_CHOICES, DEVICE_ENV
+from ccvae_tools.util.errors import UsageError
 from ccvae_tools.util.ranges import SEED_MAX, Range
 
 MODEL_HELP = ("Weights file (.safetensors), or a shipped model by name (avatars64, fonts32); default: "
@@ -58,6 +60,20 @@ def number(default: Any, *flags: str, help: str, minimum: float | None = None, m
     return typer.Option(default, *flags, help=f"{help} Range: {allowed.text()}.", callback=check, **settings)
 
 
+def choice(default: Any, *flags: str, choices: tuple[str, ...], help: str, **settings: Any) -> Any:
+    """An option that takes one of `choices` (any case, given back as written in `choices`): another
+    value is a one-line UsageError naming `flags[0]` and the choices (exit 2), raised while the
+    arguments are parsed, before any work, as `number` does for ranges. `help` should list them."""
+    def check(value: Any) -> Any:
+        if value is None:
+            return value
+        key = str(value).strip().lower()
+        if key not in choices:
+            raise UsageError(f"{flags[0]} {value!r}: unknown value; use one of {', '.join(choices)}")
+        return key
+    return typer.Option(default, *flags, help=help, callback=check, **settings)
+
+
 def seed_option(help: str = "Seed of every random draw.") -> Any:
     return number(0, "--seed", minimum=0, maximum=SEED_MAX, help=help)
 
@@ -77,7 +93,7 @@ OUTPUT = typer.Option(None, "--output", "-o", help="Output file (.png .jpg .webp
 FORMAT = typer.Option(None, "--format", help="Format for -o - (png, jpg, webp, gif).")
 SIZE = number(None, "--size", minimum=1, maximum=4096,
               help="Tile side in pixels: upscale small images (default: model size).")
-RESAMPLE = typer.Option("nearest", "--resample", help="Upscaling: nearest | lanczos")
+RESAMPLE = choice("nearest", "--resample", choices=("nearest", "lanczos"), help="Upscaling: nearest | lanczos")
 SAMPLE = typer.Option(False, "--sample", help="Draw z ~ q(z|x) instead of the posterior mean.")
 SEED = seed_option()
 FORCE = typer.Option(False, "--force", help="Let an output replace one of the input images (refused "

@@ -23,6 +23,7 @@ import shutil
 import socket
 import sys
 import tempfile
+import threading
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
@@ -266,7 +267,7 @@ def _decode_in_pool(tasks: list[tuple[int, list[str], list[str]]], npy: Path, pr
     """
     done: set[int] = set()
     pool = ProcessPoolExecutor(min(workers, len(tasks)), mp_context=_mp_context(),
-                               initializer=_worker_init, initargs=(str(npy), pre))
+                               initializer=_worker_init, initargs=(str(npy), pre, os.getpid()))
     try:
         futures = [pool.submit(_decode_chunk, t) for t in tasks]
         with console.progress("decoding images", sum(len(t[1]) for t in tasks)) as advance:
@@ -305,10 +306,25 @@ _TARGET: np.memmap | None = None
 _PRE: Preprocess | None = None
 
 
-def _worker_init(npy: str, pre: Preprocess) -> None:
+def _worker_init(npy: str, pre: Preprocess, parent: int | None = None) -> None:
+    """Open the target for decoding; in a pool worker (`parent` given), also end with the parent."""
     global _TARGET, _PRE
+    if parent is not None:
+        _exit_with(parent)
     _TARGET = np.load(npy, mmap_mode="r+")
     _PRE = pre
+
+
+def _exit_with(parent: int) -> None:
+    """End this worker when the process that started it is gone. A parent killed with SIGKILL cannot
+    stop its pool, and forked workers hold the pool's pipes open themselves, so they would never see
+    it go: a thread here notices the new parent (the orphan's adopter) within half a second."""
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="ccvae-parent-watch", daemon=True).start()
 
 
 def _worker_done() -> None:

@@ -10,6 +10,7 @@ from ccvae_tools.data.base import SPLIT_NAMES, TRAIN, Catalog, Label
 from ccvae_tools.data.shared import (ReadOptions, choose_labels, first_image_size, make_preprocess,
                                       random_split, read_text, split_note)
 from ccvae_tools.util.errors import DataError
+from ccvae_tools.util.ranges import whole_number
 
 ATTR_FILE = "list_attr_celeba.txt"
 PARTITION_FILE = "list_eval_partition.txt"
@@ -88,8 +89,10 @@ def parse_attr_file(path: Path) -> tuple[list[str], list[str], np.ndarray, list[
     pos = skip_blank(0)
     count: int | None = None
     first = lines[pos].split() if pos < len(lines) else []
-    if len(first) == 1 and first[0].isdigit():
-        count = int(first[0])
+    if len(first) == 1 and first[0].isdigit():        # line 1: the image count
+        count = whole_number(first[0])
+        if count is None:
+            notes.append(f"{ATTR_FILE} line 1 is not an image count ('{first[0][:20]}')")
         pos = skip_blank(pos + 1)
     if pos >= len(lines):
         raise DataError(f"{path}: no attribute names (line 2 should list them)")

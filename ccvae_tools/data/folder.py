@@ -146,6 +146,10 @@ def read_folder(path: Path, opts: ReadOptions, image_column: str | None = None) 
     base = (opts.images_dir or path.parent).absolute()
     rows = _without_duplicates(where, header, rows, img, base, notes)
     files = [base / _relative(cells[img]) for _, cells in rows]
+    outside = sum(not os.path.normpath(f).startswith(os.path.join(str(base), "")) for f in files)
+    if outside:        # allowed (images kept apart from the table), but said: the CSV decides what is read
+        notes.append(f"{outside:,} rows name images outside {base} (absolute or ../ paths); they are read "
+                     f"where they point")
     cols = _label_columns(where, header, img, split_col, opts, notes)
     label_info, labels = _read_labels(where, header, rows, cols, opts, notes)
     split = _read_split(where, rows, split_col, opts, notes)

@@ -13,6 +13,7 @@ hang, /dev/zero would fill the memory.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import warnings
 from pathlib import Path
@@ -94,6 +95,19 @@ def read_stream(stream, name: str) -> bytes:
     return data
 
 
+@contextlib.contextmanager
+def decoding():
+    """PIL's warnings silenced while it reads a user's file, but for a decompression bomb (an
+    error, refused in `_open`). They are about what PIL tolerates in the file (a corrupt EXIF block,
+    an odd chunk, palette transparency): printed, each would be a two-line Python warning on stderr
+    beside our one line; the image is used as decoded, or refused with one line. Every place that
+    opens a user's image with PIL does it inside this."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        yield
+
+
 def _open(data: bytes, name: str, pre: Preprocess) -> tuple[Image.Image, tuple[int, int]]:
     """Decode the first frame fully (so truncation shows up here), refusing bombs and tiny frames.
 
@@ -104,8 +118,7 @@ def _open(data: bytes, name: str, pre: Preprocess) -> tuple[Image.Image, tuple[i
     if len(data) == 0:
         raise DataError(f"{name}: empty file (0 bytes); re-export or re-download the image")
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
+        with decoding():
             img = Image.open(io.BytesIO(data))
             w, h = img.size
             if w * h > MAX_PIXELS:
@@ -242,16 +255,17 @@ def load_image(src: str | Path | bytes, pre: Preprocess, *, name: str | None = N
     else:
         data = _read_bytes(Path(src), label)
     img, stored = _open(data, label, pre)
-    try:
-        img = ImageOps.exif_transpose(img)
-    except Exception:  # noqa: BLE001 - a broken EXIF block: keep the stored orientation
-        pass
-    try:
-        img = _flatten(img)
-        img = img.convert("L" if pre.channels == 1 else "RGB")
-        img = _square(img, pre, min(img.size) / min(stored))
-    except Exception as e:  # noqa: BLE001 - a decoder quirk on conversion
-        raise DataError(f"{label}: cannot convert the image ({e}); re-export it as PNG or JPEG") from None
+    with decoding():
+        try:
+            img = ImageOps.exif_transpose(img)
+        except Exception:  # noqa: BLE001 - a broken EXIF block: keep the stored orientation
+            pass
+        try:
+            img = _flatten(img)
+            img = img.convert("L" if pre.channels == 1 else "RGB")
+            img = _square(img, pre, min(img.size) / min(stored))
+        except Exception as e:  # noqa: BLE001 - a decoder quirk on conversion
+            raise DataError(f"{label}: cannot convert the image ({e}); re-export it as PNG or JPEG") from None
     arr = np.asarray(img, dtype=np.uint8)
     if arr.ndim == 2:
         return arr[None].copy()

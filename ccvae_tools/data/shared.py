@@ -16,6 +16,8 @@ import numpy as np
 from ccvae_tools.data.base import TEST, TRAIN, VALID, Preprocess
 from ccvae_tools.data.names import match_label
 from ccvae_tools.util.errors import DataError, UsageError
+from ccvae_tools.util.files import NotRegularFile, open_regular, read_at_most
+from ccvae_tools.util.ranges import whole_number
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm")
 
@@ -42,8 +44,9 @@ def parse_crop(crop: str | int) -> str | int:
         return text
     if text in ("center", "centre"):
         return "center"
-    if text.isdigit() and int(text) > 0:
-        return int(text)
+    size = whole_number(text)
+    if size is not None and size > 0:
+        return size
     raise UsageError(f"unknown crop '{crop}': use auto, center, squash or a crop size in pixels such as 148")
 
 
@@ -64,10 +67,12 @@ def image_channels(files: Sequence[Path], tries: int = 20) -> int:
     """1 when every readable image among the first `tries` files is grayscale, else 3 (colour)."""
     from PIL import Image
 
+    from ccvae_tools.data.images import decoding
+
     modes = []
     for f in files[:tries]:
         try:
-            with Image.open(f) as im:
+            with decoding(), Image.open(f) as im:
                 modes.append(im.mode)
         except Exception:  # noqa: BLE001 - any failure: try the next file; the report names it
             continue
@@ -78,9 +83,11 @@ def first_image_size(files: Sequence[Path], tries: int = 20) -> tuple[int, int] 
     """(width, height) of the first readable image among the first `tries` files, else None."""
     from PIL import Image
 
+    from ccvae_tools.data.images import decoding
+
     for f in files[:tries]:
         try:
-            with Image.open(f) as im:
+            with decoding(), Image.open(f) as im:
                 return im.size
         except Exception:  # noqa: BLE001 - any failure: try the next file; the report names it
             continue
@@ -141,14 +148,25 @@ def split_note(what: str, seed: int, valid_frac: float, test_frac: float) -> str
 # files
 # ----------------------------------------------------------------------------------------------
 
+MAX_TABLE_BYTES = 1 << 30      # a label table (CSV, attribute list) read whole; CelebA's is 26 MB
+
+
 def read_text(path: Path, what: str = "file") -> str:
-    """A text file's content (UTF-8 with or without BOM, else Latin-1); `DataError` if unreadable or empty."""
+    """A text file's content (UTF-8 with or without BOM, else Latin-1); `DataError` if unreadable,
+    empty, larger than MAX_TABLE_BYTES, or not a regular file (a FIFO would hang the read, a device
+    such as /dev/zero never end it)."""
     try:
-        raw = Path(path).read_bytes()
-    except IsADirectoryError:
-        raise DataError(f"{path} is a folder, expected a {what}") from None
+        with open_regular(path) as f:
+            raw = read_at_most(f, MAX_TABLE_BYTES)
+    except NotRegularFile as e:
+        if e.kind == "a folder":
+            raise DataError(f"{path} is a folder, expected a {what}") from None
+        raise DataError(f"{path} is {e.kind}, not a {what}; give a regular file") from None
     except OSError as e:
         raise DataError(f"cannot read {what} {path}: {e.strerror or e}") from None
+    if raw is None:
+        raise DataError(f"{what} {path} is larger than {MAX_TABLE_BYTES >> 20:,} MiB; split it or keep the "
+                        f"labels of the images you train on")
     if not raw.strip():
         raise DataError(f"{what} {path} is empty")
     try:
@@ -187,9 +205,9 @@ def iter_csv(text: str, strip: bool = True) -> tuple[list[str], list[tuple[int, 
 def read_csv_header(path: Path) -> list[str]:
     """The header cells of a CSV file (reads only its start); [] if it cannot be read."""
     try:
-        with open(path, "rb") as f:
+        with open_regular(path) as f:         # never waits on a FIFO
             head = f.read(65536)
-    except OSError:
+    except (OSError, NotRegularFile):
         return []
     text = head.decode("utf-8-sig", errors="replace")
     first = next((ln for ln in text.splitlines() if ln.strip()), "")

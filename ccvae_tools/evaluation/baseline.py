@@ -16,6 +16,7 @@ import torch
 from ccvae_tools.data.base import Decoded
 from ccvae_tools.evaluation.metrics import label_metrics, majority_classes
 from ccvae_tools.model.network import CCVAE, ModelConfig
+from ccvae_tools.util.imageops import shift_images
 
 
 def _images(data: Decoded, idx: np.ndarray) -> torch.Tensor:
@@ -33,9 +34,12 @@ def _classifier_loss(model: CCVAE, x: torch.Tensor, labels: np.ndarray) -> torch
 
 
 def train_supervised(cfg: ModelConfig, data: Decoded, labels: np.ndarray, labelled_idx: np.ndarray, *,
-                     steps: int, batch_size: int = 64, lr: float = 1e-3, seed: int = 0) -> CCVAE:
+                     steps: int, batch_size: int = 64, lr: float = 1e-3, seed: int = 0,
+                     augment_shift: int = 0) -> CCVAE:
     """The encoder and classifier of a fresh network, trained for `steps` batches drawn (in shuffled
-    passes) from the labelled examples; `labels` (N, L) with NaN where a label is not given."""
+    passes) from the labelled examples; `labels` (N, L) with NaN where a label is not given. With
+    `augment_shift`, each image shifted as `ccvae train --augment-shift` shifts labelled ones, so
+    that the baseline gets what the labelled images get in a CCVAE run."""
     torch.manual_seed(seed)
     model = CCVAE(cfg)
     params = list(model.encoder.parameters()) + [model.cls_weight, model.cls_bias]
@@ -46,7 +50,11 @@ def train_supervised(cfg: ModelConfig, data: Decoded, labels: np.ndarray, labell
     model.train()
     for step in range(steps):
         batch = stream[step * batch_size: (step + 1) * batch_size]
-        loss = _classifier_loss(model, _images(data, batch), labels[batch])
+        x = _images(data, batch)
+        if augment_shift:
+            x = shift_images(x, torch.ones(len(x), dtype=torch.bool), augment_shift,
+                             np.random.default_rng([seed, 12, step]))
+        loss = _classifier_loss(model, x, labels[batch])
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         optimiser.step()

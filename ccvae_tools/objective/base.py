@@ -47,7 +47,7 @@ class Regulariser:
         """Under torchrun: wrap any network of its own for DistributedDataParallel."""
 
     def state_dict(self) -> dict[str, Any]:
-        """What a resumed run needs, as entries of the resume state (state.pt)."""
+        """What a resumed run needs, as entries of the resume state (state.safetensors, training/state.py)."""
         return {}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:

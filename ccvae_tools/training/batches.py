@@ -71,25 +71,6 @@ def mixed_order(lab: np.ndarray, unlab: np.ndarray, per_batch: int, batch_size: 
     return np.concatenate(batches)
 
 
-def shift_labelled(x: torch.Tensor, observed: torch.Tensor, max_shift: int, rng: np.random.Generator,
-                   ) -> torch.Tensor:
-    """x with every labelled row (any label observed) moved by a random whole-pixel offset in
-    [-max_shift, max_shift] along each axis, the edge pixels repeated into the gap. The offsets come
-    from `rng` (numpy, seeded by the caller from the step), so a resumed run draws the same ones on
-    any device. Unlabelled rows are left as they are: there are plenty of them, and the shift is
-    there to keep a handful of labelled images from being learnt by heart."""
-    rows = observed.any(-1).nonzero().squeeze(-1).tolist()
-    if max_shift <= 0 or not rows:
-        return x
-    m, (h, w) = max_shift, x.shape[-2:]
-    offsets = rng.integers(-m, m + 1, size=(len(rows), 2))
-    padded = torch.nn.functional.pad(x[rows], (m, m, m, m), mode="replicate")
-    out = x.clone()
-    for j, (row, (dy, dx)) in enumerate(zip(rows, offsets.tolist())):
-        out[row] = padded[j, :, m + dy: m + dy + h, m + dx: m + dx + w]
-    return out
-
-
 class Batches:
     """Gather batches of images and labels, from a memory map or from the device."""
 

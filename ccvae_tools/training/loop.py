@@ -1,15 +1,18 @@
-"""`ccvae train`'s loop: start or resume, prepare the data, build, then for each epoch: the steps,
-an evaluation, a checkpoint, previews.
+"""`ccvae train`'s loop: start or resume (training/resume.py), prepare the data, build, then for each
+epoch: the steps, an evaluation, a checkpoint, previews.
 
 The loop computes the bound (`objective.bound`) and adds what each enabled regulariser returns
 (`objective.registry`); it never sees inside a term. Exact resume: the epoch order comes from
-(seed, epoch), and the model, optimisers, counters and RNG states travel in state.pt.
+(seed, epoch), and the model, optimisers, counters and RNG states travel in state.safetensors
+(training/state.py).
 """
 
 from __future__ import annotations
 
 import json
 import math
+import signal
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,17 +29,18 @@ from ccvae_tools.model.weights import build_metadata, load_model, save_model
 from ccvae_tools.objective.base import Regulariser
 from ccvae_tools.objective.bound import training_loss
 from ccvae_tools.objective.registry import enabled_regularisers
-from ccvae_tools.training.batches import Batches, epoch_order, fits_on_device, labelled_mask, shift_labelled
+from ccvae_tools.training.batches import Batches, epoch_order, fits_on_device, labelled_mask
 from ccvae_tools.training.distributed import Dist, broadcast_path, init_distributed
-from ccvae_tools.training.options import (TrainOptions, check_options, parse_widths, resumable_options,
-                                          take_shape_from)
+from ccvae_tools.training.options import TrainOptions, parse_widths, take_shape_from
 from ccvae_tools.training.previews import write_preview
 from ccvae_tools.training.progress import ProgressLog
-from ccvae_tools.training.runs import describe_data, find_resume_run, new_run_dir, print_options, write_json
-from ccvae_tools.util.atomic import atomic_write
+from ccvae_tools.training.resume import check_fits, start_or_resume
+from ccvae_tools.training.runs import describe_data, new_run_dir, print_options, write_json
+from ccvae_tools.training.state import STATE_FILE, save_state
 from ccvae_tools.util.console import info, warn
 from ccvae_tools.util.device import pick_device
-from ccvae_tools.util.errors import TrainingError, UsageError
+from ccvae_tools.util.errors import Interrupted, TrainingError, UsageError
+from ccvae_tools.util.imageops import shift_images
 
 
 @dataclass
@@ -82,7 +86,9 @@ class Session:
     on_device: bool
     counters: Counters = field(default_factory=Counters)
     last_metrics: dict = field(default_factory=dict)
-    last_checkpoint: float = 0.0
+    last_checkpoint: float = 0.0                  # time.monotonic() of the last checkpoint
+    saved_at: tuple[int, int] | None = None       # (epoch, step) of the checkpoint on disk, None before one
+    stop_requested: bool = False                  # Ctrl-C: stop after the step, with a checkpoint
 
 
 def train(opts: TrainOptions, resume: str | None = None, dry_run: bool = False,
@@ -93,7 +99,7 @@ def train(opts: TrainOptions, resume: str | None = None, dry_run: bool = False,
     may change only the options declared resumable (training/options.py).
     """
     dist = init_distributed(opts.device)
-    opts, run, state = _start_or_resume(opts, resume, overrides or {}, dist)
+    opts, run, state = start_or_resume(opts, resume, overrides or {}, dist.main)
     if opts.init_from and state is None:
         take_shape_from(opts)
     catalog = _open_data(opts)
@@ -103,12 +109,9 @@ def train(opts: TrainOptions, resume: str | None = None, dry_run: bool = False,
         return run
     if dist.world > 1:
         run = broadcast_path(run, dist)
-    device = _training_device(opts, dist)
-    data = _decode(catalog, opts, dist)
-    split = _split(data, opts)
-    session = _build(opts, dist, run, device, catalog, data, split, state)
+    session = _prepare(opts, dist, run, catalog, state)
     _announce(session)
-    _run_epochs(session)
+    _train_until_done_or_stopped(session)
     if dist.world > 1:
         torch.distributed.barrier()
         torch.distributed.destroy_process_group()
@@ -117,27 +120,56 @@ def train(opts: TrainOptions, resume: str | None = None, dry_run: bool = False,
     return run
 
 
-# ----------------------------------------------------------------------------------------------
-# start or resume, data
-# ----------------------------------------------------------------------------------------------
+def _prepare(opts: TrainOptions, dist: Dist, run: Path, catalog, state: dict | None) -> Session:
+    """Decode the data and build the session; Ctrl-C meanwhile leaves the run folder as it was."""
+    try:
+        device = _training_device(opts, dist)
+        data = _decode(catalog, opts, dist)
+        split = _split(data, opts)
+        return _build(opts, dist, run, device, catalog, data, split, state)
+    except KeyboardInterrupt:
+        raise Interrupted(f"interrupted before training started; {run} is as it was, and "
+                          f"`ccvae train --resume {run}` continues it") from None
 
-def _start_or_resume(opts: TrainOptions, resume: str | None, given: dict[str, Any], dist: Dist):
-    """(options, run folder or None, resume state or None)."""
-    if resume is None:
-        return opts, None, None
-    run = find_resume_run(resume, Path(opts.out))
-    saved = json.loads((run / "options.json").read_text())
-    may_change = resumable_options()
-    ignored = sorted(k for k in given if k not in may_change and given[k] != saved.get(k))
-    if ignored and dist.main:
-        warn(f"--resume keeps the run's own options; ignoring {', '.join(ignored)}")
-    opts = TrainOptions(**{**saved, **{k: v for k, v in given.items() if k in may_change}})
-    check_options(opts)
-    state = torch.load(run / "state.pt", map_location="cpu", weights_only=True)
-    if dist.main:
-        info(f"resuming {run} at epoch {state['epoch']}, step {state['global_step']}")
-    return opts, run, state
 
+def _train_until_done_or_stopped(s: Session) -> None:
+    """The epochs; a first Ctrl-C stops after the step under way, with a checkpoint there (so the
+    resumed run is exactly the uninterrupted one), a second stops at once (what is on disk stays
+    intact: every write is atomic)."""
+    def ask_to_stop(signum, frame):
+        if s.stop_requested:
+            raise KeyboardInterrupt
+        s.stop_requested = True
+        if s.dist.main:
+            warn("stopping after this step, with a checkpoint (Ctrl-C again to stop at once)")
+
+    # not where Ctrl-C cannot arrive: off the main thread, or when SIGINT is ignored (nohup, `&`)
+    ours = (threading.current_thread() is threading.main_thread()
+            and signal.getsignal(signal.SIGINT) is not signal.SIG_IGN)
+    previous = signal.signal(signal.SIGINT, ask_to_stop) if ours else None
+    try:
+        _run_epochs(s)
+    except StopRequested:
+        _save_checkpoint(s)
+        c = s.counters
+        raise Interrupted(f"stopped at epoch {c.epoch + 1}, step {c.global_step}; saved {s.run / 'model.safetensors'} "
+                          f"and the resume state: `ccvae train --resume {s.run}` continues exactly there") from None
+    except KeyboardInterrupt:
+        where = f"the checkpoint of epoch {s.saved_at[0]}, step {s.saved_at[1]}" if s.saved_at else "no checkpoint yet"
+        raise Interrupted(f"stopped at once; {s.run} holds {where}: `ccvae train --resume {s.run}` continues "
+                          f"from there") from None
+    finally:
+        if ours:
+            signal.signal(signal.SIGINT, previous)
+
+
+class StopRequested(Exception):
+    """Ctrl-C reached a step boundary: the run stops there, with a checkpoint."""
+
+
+# ----------------------------------------------------------------------------------------------
+# data
+# ----------------------------------------------------------------------------------------------
 
 def _open_data(opts: TrainOptions):
     from ccvae_tools.data.readers import open_catalog
@@ -240,18 +272,23 @@ def _autocast(precision: str, device: torch.device) -> Callable[[], Any]:
 
 def _restore(session: Session, state: dict, device: torch.device) -> None:
     """Continue exactly where the checkpoint left off: weights, optimisers, counters, RNG."""
-    session.model.load_state_dict(state["model"])
-    session.optimiser.load_state_dict(state["optimizer"])
-    for reg in session.regularisers:
-        reg.load_state_dict(state)
-    if session.scaler is not None and "scaler" in state:
-        session.scaler.load_state_dict(state["scaler"])
-    session.counters = Counters(int(state["epoch"]), int(state["step_in_epoch"]), int(state["global_step"]),
-                                int(state["images_seen"]))
-    session.last_metrics = json.loads(state["metrics_json"]) if state.get("metrics_json") else {}
-    torch.set_rng_state(state["rng_cpu"])
-    if device.type == "cuda" and "rng_cuda" in state:
-        torch.cuda.set_rng_state(state["rng_cuda"], device)
+    check_fits(session.model, state["model"], session.run)
+    try:
+        session.model.load_state_dict(state["model"])
+        session.optimiser.load_state_dict(state["optimizer"])
+        for reg in session.regularisers:
+            reg.load_state_dict(state)
+        if session.scaler is not None and "scaler" in state:
+            session.scaler.load_state_dict(state["scaler"])
+        torch.set_rng_state(state["rng_cpu"])
+        if device.type == "cuda" and "rng_cuda" in state:
+            torch.cuda.set_rng_state(state["rng_cuda"], device)
+        session.last_metrics = json.loads(state["metrics_json"]) if state["metrics_json"] else {}
+    except (RuntimeError, ValueError, KeyError, TypeError) as e:
+        raise TrainingError(f"{session.run / STATE_FILE}: the resume state does not fit the run "
+                            f"({str(e).splitlines()[0][:200]}); start a new run") from None
+    session.counters = Counters(state["epoch"], state["step_in_epoch"], state["global_step"], state["images_seen"])
+    session.saved_at = (state["epoch"], state["global_step"])
 
 
 def _build(opts: TrainOptions, dist: Dist, run: Path, device: torch.device, catalog, data: Decoded,
@@ -343,6 +380,8 @@ def _run_epoch(s: Session, log: ProgressLog) -> bool:
     for reg in s.regularisers:
         reg.start_epoch()
     while c.step_in_epoch < n_steps:
+        if _stop_requested(s):
+            raise StopRequested
         start = c.step_in_epoch * per_step
         batch = order[start: start + per_step][s.dist.rank::s.dist.world]
         _step(s, batch, n_steps, log)
@@ -358,9 +397,9 @@ def _step(s: Session, batch: np.ndarray, n_steps: int, log: ProgressLog) -> None
     """One optimiser step: the bound, each regulariser's term, backward, the regularisers' own steps."""
     opts, c = s.opts, s.counters
     x, y, observed = s.batches.get(batch)
-    if opts.augment_shift:
+    if opts.augment_shift:       # the labelled rows only: the shift keeps a few from being learnt by heart
         rng = np.random.default_rng([opts.seed, 11, c.global_step, s.dist.rank])
-        x = shift_labelled(x, observed, opts.augment_shift, rng)
+        x = shift_images(x, observed.any(-1), opts.augment_shift, rng)
     with s.autocast():
         terms = s.net(x, y, observed, opts.draws)
     kl_weight = min(1.0, c.global_step / (opts.kl_warmup * n_steps)) if opts.kl_warmup > 0 else 1.0
@@ -390,10 +429,21 @@ def _stop_if_not_finite(s: Session, loss: torch.Tensor) -> None:
         torch.distributed.all_reduce(bad)
     if bad.item() > 0:
         c = s.counters
+        kept = (f"the checkpoint of epoch {s.saved_at[0]}, step {s.saved_at[1]} in {s.run} is intact"
+                if s.saved_at else "no checkpoint had been written yet")
         raise TrainingError(
-            f"non-finite loss at epoch {c.epoch + 1}, step {c.global_step + 1}; training stopped. "
-            f"The last good checkpoint {s.run / 'model.safetensors'} is intact; try a lower --lr "
-            f"or --precision fp32, then --resume {s.run}")
+            f"non-finite loss at epoch {c.epoch + 1}, step {c.global_step + 1}; training stopped and {kept}. "
+            f"Train a new run with a lower --lr or with --precision fp32 (a resumed run keeps its options; "
+            f"--init-from RUN/model.safetensors starts the new run from the saved weights)")
+
+
+def _stop_requested(s: Session) -> bool:
+    """Whether Ctrl-C asked to stop, on any process of the job (they must stop at the same step)."""
+    if s.dist.world <= 1:
+        return s.stop_requested
+    flag = torch.tensor(1.0 if s.stop_requested else 0.0, device=s.batches.device)
+    torch.distributed.all_reduce(flag)
+    return flag.item() > 0
 
 
 # ----------------------------------------------------------------------------------------------
@@ -425,7 +475,7 @@ def _preview(s: Session, stopped: bool) -> None:
 
 
 def _save_checkpoint(s: Session) -> None:
-    """model.safetensors (weights + metadata) and state.pt (what --resume needs), each atomically."""
+    """model.safetensors (weights + metadata) and state.safetensors (what --resume needs), each atomically."""
     if not s.dist.main:
         return
     c, opts = s.counters, s.opts
@@ -447,4 +497,5 @@ def _save_checkpoint(s: Session) -> None:
         state["scaler"] = s.scaler.state_dict()
     for reg in s.regularisers:
         state.update(reg.state_dict())
-    atomic_write(s.run / "state.pt", lambda f: torch.save(state, f))
+    save_state(s.run / STATE_FILE, state)
+    s.saved_at = (c.epoch, c.global_step)

@@ -2,8 +2,10 @@
 
 A run folder holds options.json (resolved before the first step), metrics.jsonl (one line per
 evaluation), previews/, model.safetensors (inference weights + metadata, rewritten atomically at
-every checkpoint) and state.pt (optimiser, counters and RNG states for --resume; loaded with
-weights_only=True, and only from a run folder this program wrote).
+every checkpoint) and state.safetensors (optimiser, counters and RNG states for --resume;
+training/state.py, no pickle). A run folder is resumable whatever killed it: before its first
+checkpoint it holds options.json only, and `--resume` trains it again from the start; a kill during
+a write leaves a `.NAME.*.tmp` beside the file, removed when the run is resumed.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Any
 from ccvae_tools.util.atomic import atomic_write_bytes
 from ccvae_tools.util.console import err
 from ccvae_tools.util.errors import UsageError
+from ccvae_tools.util.text import safe_text
 
 
 _RUN_RE = re.compile(r"^(\d{5})-")
@@ -35,17 +38,48 @@ def new_run_dir(out: Path, data_name: str, sup_frac: float) -> Path:
 
 
 def find_resume_run(spec: str, out: Path) -> Path:
-    """--resume RUN (a run folder) or auto (the newest run in --out with resume state)."""
+    """--resume RUN (a run folder) or auto (the newest run folder in --out), with or without a
+    checkpoint: a run killed before its first one is trained again from the start."""
     if spec != "auto":
         run = Path(spec)
-        if not (run / "state.pt").exists():
-            raise UsageError(f"--resume {spec}: no resume state (state.pt) in that folder")
+        if not (run / "options.json").is_file():
+            raise UsageError(f"--resume {spec}: not a run folder (it has no options.json); give a folder that "
+                             f"`ccvae train` made, or auto")
         return run
-    runs = sorted((p for p in out.glob("*") if _RUN_RE.match(p.name) and (p / "state.pt").exists()),
+    runs = sorted((p for p in out.glob("*") if _RUN_RE.match(p.name) and (p / "options.json").is_file()),
                   key=lambda p: p.name)
     if not runs:
-        raise UsageError(f"--resume auto: no run with resume state under {out}")
+        raise UsageError(f"--resume auto: no run folder under {out}")
     return runs[-1]
+
+
+def remove_stale_temps(run: Path) -> list[str]:
+    """Delete the temp files of writes that a kill cut short (util/atomic.py names them .NAME.*.tmp);
+    returns their names. Only for a run being resumed: no other process writes into it then."""
+    removed = []
+    for tmp in run.glob(".*.tmp"):
+        try:
+            tmp.unlink()
+            removed.append(tmp.name)
+        except OSError:
+            pass
+    return removed
+
+
+def trim_metrics(run: Path, epoch: int) -> None:
+    """Drop the metrics.jsonl lines of epochs after `epoch` (the resumed checkpoint's): they were
+    written after it, before the kill, and the resumed run writes them again."""
+    path = run / "metrics.jsonl"
+    if not path.is_file():
+        return
+    kept = []
+    for line in path.read_text().splitlines():
+        try:
+            if int(json.loads(line)["epoch"]) <= epoch:
+                kept.append(line)
+        except (ValueError, KeyError, TypeError):
+            pass                          # a line cut off by the kill
+    atomic_write_bytes(path, "".join(k + "\n" for k in kept).encode())
 
 
 def write_json(path: Path, obj: Any) -> None:
@@ -69,7 +103,10 @@ def describe_data(root: Path, fmt: str) -> tuple[str, str]:
 def print_options(opts, run: Path) -> None:
     from rich.table import Table
 
-    table = Table(title=f"training options -> {run}", show_header=False)
+    from rich.text import Text
+
+    # values may come from a file (CSV label names, paths): plain text, never markup
+    table = Table(title=Text(safe_text(f"training options -> {run}")), show_header=False)
     for k, v in opts.to_json().items():
-        table.add_row(k, json.dumps(v) if not isinstance(v, str) else v)
+        table.add_row(k, Text(safe_text(json.dumps(v) if not isinstance(v, str) else v)))
     err.print(table)

@@ -27,6 +27,12 @@ class TrainingError(CcvaeError):
     """Training stopped (non-finite loss, nothing to train on, ...)."""
 
 
+class Interrupted(CcvaeError):
+    """Ctrl-C: the message says what was saved and how to go on. Exit 130, as for SIGINT."""
+
+    exit_code = 130
+
+
 def message(error: BaseException) -> str:
     """An error's text as the terminal shows it: one line, terminal-safe. Messages quote strings
     from files (label names, CSV headers, paths), so their control characters, escape sequences and

@@ -7,7 +7,8 @@ with one line naming the option and the range (a UsageError, exit 2), before any
     LR.check("--lr", -1.0)  # UsageError: --lr must be a finite number in (0, 1], got -1.0
 
 Training options (`training/options.py`) and the commands' numeric options (`cli/params.number`)
-both use it. Imports only util/errors.
+both use it; `whole_number` reads a count or size written in a file or an option. Imports only
+util/errors.
 """
 
 from __future__ import annotations
@@ -18,6 +19,17 @@ from dataclasses import dataclass
 from ccvae_tools.util.errors import UsageError
 
 SEED_MAX = 2 ** 63 - 1        # seeds fit a signed 64-bit integer (what torch's generators take)
+_ASCII_DIGITS = frozenset("0123456789")
+
+
+def whole_number(text: str, max_digits: int = 18) -> int | None:
+    """The whole number `text` writes in ASCII digits (a count, a size in a file or an option), or
+    None. `str.isdigit` then `int` is not safe on such text: isdigit accepts digits that int refuses
+    ('\u00b2'), and int refuses more than 4,300 digits (ValueError, an internal error); no count or
+    size needs more than `max_digits` digits."""
+    if not text or len(text) > max_digits or not _ASCII_DIGITS.issuperset(text):
+        return None
+    return int(text)
 
 
 def _num(x: float) -> str:
