@@ -3,7 +3,7 @@
     python benchmarks/fingerprint.py OUT_DIR [--check benchmarks/fingerprint.json]
 
 1. A short training run from a fixed seed (200 generated avatars at 32 px, every regulariser on):
-   the sha256 of each tensor of its model.safetensors and of its state.pt.
+   the sha256 of each tensor of its model.safetensors and of its resume state.
 2. `ccvae traverse`, `swap`, `sample`, `edit` and `classify --json` on the shipped model and the
    shipped example faces: the sha256 of the bytes each writes.
 
@@ -46,8 +46,9 @@ def tensor_hashes(tensors: dict) -> dict[str, str]:
 
 
 def training_fingerprint(work: Path) -> dict:
-    import torch
     from safetensors.torch import load_file
+
+    from ccvae_tools.training.state import STATE_FILE, load_state
 
     data = work / "avatars200"
     if not data.exists():
@@ -58,7 +59,7 @@ def training_fingerprint(work: Path) -> dict:
           "--style-decorrelate", "2", "--swap-cycle", "1", "--kl-warmup", "1", "--device", "cpu",
           "--workers", "1", "--seed", "3", "--out", str(runs), "--cache-dir", str(work / "cache"))
     run = sorted(runs.iterdir())[-1]
-    state = torch.load(run / "state.pt", map_location="cpu", weights_only=True)
+    state = load_state(run / STATE_FILE)
     flat = {f"model.{k}": v for k, v in state["model"].items()}
     flat.update({f"adversary.{k}": v for k, v in state.get("adversary", {}).items()})
     flat["rng_cpu"] = state["rng_cpu"]
