@@ -161,6 +161,12 @@ def test_ctrl_c_at_the_command_line_exits_130_with_one_line(avatar_dir_200, tmp_
 
 # --- what resume refuses or says -----------------------------------------------------------------
 
+def test_an_out_that_is_a_file_is_refused_in_one_line(avatar_dir_200, tmp_path):
+    (tmp_path / "runs").write_text("not a folder")
+    with pytest.raises(UsageError, match="--out .*runs: is a file, not a folder"):
+        train(opts_for(avatar_dir_200, tmp_path, **KW), dry_run=True)
+
+
 def test_resume_with_other_data_is_refused(avatar_dir_200, tmp_path):
     run = train(opts_for(avatar_dir_200, tmp_path, **KW), dry_run=True)
     other = tmp_path / "other"

@@ -25,7 +25,12 @@ _RUN_RE = re.compile(r"^(\d{5})-")
 
 
 def new_run_dir(out: Path, data_name: str, sup_frac: float) -> Path:
-    out.mkdir(parents=True, exist_ok=True)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out}: is a file, not a folder for run folders; give a folder")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UsageError(f"--out {out}: cannot make the folder ({e.strerror or e}); give another") from None
     nums = [int(m.group(1)) for p in out.iterdir() if (m := _RUN_RE.match(p.name))]
     n = max(nums, default=-1) + 1
     while True:
