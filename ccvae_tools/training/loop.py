@@ -89,6 +89,7 @@ class Session:
     last_checkpoint: float = 0.0                  # time.monotonic() of the last checkpoint
     saved_at: tuple[int, int] | None = None       # (epoch, step) of the checkpoint on disk, None before one
     stop_requested: bool = False                  # Ctrl-C: stop after the step, with a checkpoint
+    stop_agreed: bool = False                     # ... as every process of a DDP job knows it
 
 
 def train(opts: TrainOptions, resume: str | None = None, dry_run: bool = False,
@@ -424,10 +425,15 @@ def _step(s: Session, batch: np.ndarray, n_steps: int, log: ProgressLog) -> None
 
 
 def _stop_if_not_finite(s: Session, loss: torch.Tensor) -> None:
-    bad = torch.tensor(0.0 if torch.isfinite(loss) else 1.0, device=loss.device)
+    """Stop on a non-finite loss on any process. Under DDP the same all-reduce carries the Ctrl-C
+    request, so that every process agrees to stop after this step without a second collective."""
+    flags = torch.tensor([0.0 if torch.isfinite(loss) else 1.0, 1.0 if s.stop_requested else 0.0],
+                         device=loss.device)
     if s.dist.world > 1:
-        torch.distributed.all_reduce(bad)
-    if bad.item() > 0:
+        torch.distributed.all_reduce(flags)
+    bad, stop = flags.tolist()
+    s.stop_agreed = stop > 0
+    if bad > 0:
         c = s.counters
         kept = (f"the checkpoint of epoch {s.saved_at[0]}, step {s.saved_at[1]} in {s.run} is intact"
                 if s.saved_at else "no checkpoint had been written yet")
@@ -438,12 +444,9 @@ def _stop_if_not_finite(s: Session, loss: torch.Tensor) -> None:
 
 
 def _stop_requested(s: Session) -> bool:
-    """Whether Ctrl-C asked to stop, on any process of the job (they must stop at the same step)."""
-    if s.dist.world <= 1:
-        return s.stop_requested
-    flag = torch.tensor(1.0 if s.stop_requested else 0.0, device=s.batches.device)
-    torch.distributed.all_reduce(flag)
-    return flag.item() > 0
+    """Whether Ctrl-C asked to stop: here, or (under DDP) on any process as of the last step's
+    all-reduce, so that all of them stop at the same step."""
+    return s.stop_requested if s.dist.world <= 1 else s.stop_agreed
 
 
 # ----------------------------------------------------------------------------------------------
