@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from ccvae_tools.objective.base import Regulariser
+from ccvae_tools.util.adam import Adam
 
 
 class StyleAdversary(nn.Module):
@@ -67,7 +68,7 @@ class StyleAdversaryTerm(Regulariser):
     def __init__(self, weight, model, *, world=1, lr=1e-3, device=None):
         super().__init__(weight, model, world=world, lr=lr, device=device)
         self.adversary = StyleAdversary(model.cfg.z_style, model.class_mask.cpu()).to(device)
-        self.optimiser = torch.optim.Adam(self.adversary.parameters(), lr=lr)
+        self.optimiser = Adam(self.adversary.parameters(), lr=lr)
         self.net: nn.Module = self.adversary          # the DDP wrapper under torchrun
         self.pending: tuple[torch.Tensor, torch.Tensor] | None = None
 
