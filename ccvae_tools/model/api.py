@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from ccvae_tools.data.base import Label, Preprocess
-from ccvae_tools.util.device import pick_device
+from ccvae_tools.util.device import channels_last, pick_device
 
 
 @dataclass
@@ -95,7 +95,7 @@ class LoadedModel:
         the interventions' outputs are pinned to (benchmarks/fingerprint.py).
         """
         x = torch.from_numpy(np.ascontiguousarray(images))
-        if self.device.type == "cpu":
+        if channels_last(self.device):
             enc = self.model.encoder
             if not getattr(enc, "_ccvae_channels_last", False):
                 enc.to(memory_format=torch.channels_last)

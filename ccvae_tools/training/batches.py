@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from ccvae_tools.data.base import Decoded
+from ccvae_tools.util.device import channels_last
 
 
 def labelled_mask(labels: np.ndarray, train_idx: np.ndarray, opts) -> np.ndarray:
@@ -79,6 +80,7 @@ class Batches:
         self.device = device
         self.labels = torch.from_numpy(np.ascontiguousarray(labels)).to(device)
         self.images = data.images
+        self.channels_last = channels_last(device)
         self.dev_images = None
         if on_device:
             self.dev_images = torch.from_numpy(np.ascontiguousarray(data.images)).to(device)
@@ -94,6 +96,8 @@ class Batches:
             rows[order] = self.images[idx[order]]
             x = torch.from_numpy(rows).to(self.device, non_blocking=True)
             ti = torch.from_numpy(idx).to(self.device)
+        if self.channels_last and x.dim() == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
         x = x.float().div_(255.0)
         lab = self.labels.index_select(0, ti)
         observed = ~torch.isnan(lab)

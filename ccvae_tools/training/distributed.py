@@ -12,6 +12,7 @@ class Dist:
     rank: int = 0
     world: int = 1
     local_rank: int = 0
+    grouped: bool = False          # in a process group (torchrun), even of one process
 
     @property
     def main(self) -> bool:
@@ -19,9 +20,11 @@ class Dist:
 
 
 def init_distributed(device_name: str) -> Dist:
-    """Join a torchrun process group when WORLD_SIZE > 1 (NCCL on CUDA, gloo on the CPU)."""
+    """Join a torchrun process group (NCCL on CUDA, gloo on the CPU): whenever WORLD_SIZE > 1, and
+    under torchrun with one process too, so that `torchrun --nproc-per-node 1` runs the DDP path
+    (benchmarks/gpu_check.sh checks NCCL that way on a one-GPU machine)."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
+    if world <= 1 and "TORCHELASTIC_RUN_ID" not in os.environ:
         return Dist()
     import torch
     import torch.distributed as td
@@ -31,7 +34,7 @@ def init_distributed(device_name: str) -> Dist:
     if use_cuda:
         torch.cuda.set_device(local)
     td.init_process_group("nccl" if use_cuda else "gloo")
-    return Dist(td.get_rank(), td.get_world_size(), local)
+    return Dist(td.get_rank(), td.get_world_size(), local, grouped=True)
 
 
 def broadcast_path(run: Path | None, dist: Dist) -> Path:

@@ -37,8 +37,9 @@ from ccvae_tools.training.progress import ProgressLog
 from ccvae_tools.training.resume import check_fits, start_or_resume
 from ccvae_tools.training.runs import describe_data, new_run_dir, print_options, write_json
 from ccvae_tools.training.state import STATE_FILE, save_state
+from ccvae_tools.util.adam import Adam
 from ccvae_tools.util.console import info, warn
-from ccvae_tools.util.device import pick_device
+from ccvae_tools.util.device import channels_last, native_bf16, pick_device
 from ccvae_tools.util.errors import Interrupted, TrainingError, UsageError
 from ccvae_tools.util.imageops import shift_images
 
@@ -74,7 +75,7 @@ class Session:
     split: TrainSplit
     model: CCVAE
     net: torch.nn.Module                  # the model, or its DDP wrapper
-    optimiser: torch.optim.Optimizer
+    optimiser: Adam
     scaler: Any                           # GradScaler for fp16, else None
     regularisers: list[Regulariser]
     batches: Batches
@@ -108,12 +109,12 @@ def train(opts: TrainOptions, resume: str | None = None, dry_run: bool = False,
         run = _new_run(opts, catalog)
     if dry_run:
         return run
-    if dist.world > 1:
+    if dist.grouped:
         run = broadcast_path(run, dist)
     session = _prepare(opts, dist, run, catalog, state)
     _announce(session)
     _train_until_done_or_stopped(session)
-    if dist.world > 1:
+    if dist.grouped:
         torch.distributed.barrier()
         torch.distributed.destroy_process_group()
     if dist.main:
@@ -197,10 +198,13 @@ def _new_run(opts: TrainOptions, catalog) -> Path:
 
 def _training_device(opts: TrainOptions, dist: Dist) -> torch.device:
     device = pick_device(opts.device)
-    if dist.world > 1 and device.type == "cuda":
+    if dist.grouped and device.type == "cuda":
         device = torch.device("cuda", dist.local_rank)
     if opts.precision == "fp16" and device.type != "cuda":
         raise UsageError("--precision fp16 needs a CUDA device (use bf16 or fp32 on the CPU)")
+    if opts.precision == "bf16" and device.type == "cpu" and not native_bf16() and dist.main:
+        warn("--precision bf16: this CPU has no bf16 instructions (AVX-512 BF16 or AMX), so bf16 is emulated "
+             "and runs several times slower than fp32 (docs/experiments.md \"bf16 autocast\")")
     return device
 
 
@@ -295,7 +299,9 @@ def _restore(session: Session, state: dict, device: torch.device) -> None:
 def _build(opts: TrainOptions, dist: Dist, run: Path, device: torch.device, catalog, data: Decoded,
            split: TrainSplit, state: dict | None) -> Session:
     model = _new_model(opts, data, split, resuming=state is not None).to(device)
-    optimiser = torch.optim.Adam(model.parameters(), lr=opts.lr)
+    if channels_last(device):
+        model.to(memory_format=torch.channels_last)       # Batches hands the images over in this layout
+    optimiser = Adam(model.parameters(), lr=opts.lr)
     regularisers = enabled_regularisers(opts, model, world=dist.world, device=device)
     scaler = torch.amp.GradScaler("cuda") if opts.precision == "fp16" else None
     on_device = device.type == "cuda" and fits_on_device(data.images, device)
@@ -310,7 +316,7 @@ def _build(opts: TrainOptions, dist: Dist, run: Path, device: torch.device, cata
                       _autocast(opts.precision, device), data_meta, data_name, licence, on_device)
     if state is not None:
         _restore(session, state, device)
-    if dist.world > 1:
+    if dist.grouped:
         from torch.nn.parallel import DistributedDataParallel as DDP
 
         def wrap(module: torch.nn.Module) -> torch.nn.Module:
@@ -318,7 +324,21 @@ def _build(opts: TrainOptions, dist: Dist, run: Path, device: torch.device, cata
         session.net = wrap(model)
         for reg in regularisers:
             reg.distribute(wrap)
+    if opts.compile != "off":
+        session.net = _compiled(session.net, opts.compile, device)
     return session
+
+
+def _compiled(net: torch.nn.Module, mode: str, device: torch.device) -> torch.nn.Module:
+    """`--compile`: the network's forward (the bound) and, through it, the backward, compiled by
+    inductor; checkpoints still hold the plain model's weights (Session.model)."""
+    if device.type == "cpu":
+        import shutil
+
+        if not any(shutil.which(cc) for cc in ("g++", "c++", "clang++")):
+            raise UsageError("--compile on the CPU needs a C++ compiler (g++ or clang++), and none was found; "
+                             "install one or train with --compile off")
+    return torch.compile(net, mode=mode)
 
 
 def _announce(s: Session) -> None:
@@ -329,6 +349,11 @@ def _announce(s: Session) -> None:
          f"{cfg.z_style} style; device {s.batches.device}, precision {opts.precision}"
          f"{', data on device' if s.on_device else ''}; {s.split.n_labelled:,} of {len(s.split.train_idx):,} "
          f"train images labelled")
+    if s.dist.grouped:
+        info(f"distributed: {s.dist.world} process{'es' if s.dist.world > 1 else ''}, backend "
+             f"{torch.distributed.get_backend()}{', compiled (' + opts.compile + ')' if opts.compile != 'off' else ''}")
+    elif opts.compile != "off":
+        info(f"compiled ({opts.compile}): the first steps wait for the compiler")
     for reg in s.regularisers:
         for note in reg.notes(_per_process(s) * s.dist.world):
             warn(note)
@@ -429,7 +454,7 @@ def _stop_if_not_finite(s: Session, loss: torch.Tensor) -> None:
     request, so that every process agrees to stop after this step without a second collective."""
     flags = torch.tensor([0.0 if torch.isfinite(loss) else 1.0, 1.0 if s.stop_requested else 0.0],
                          device=loss.device)
-    if s.dist.world > 1:
+    if s.dist.grouped:
         torch.distributed.all_reduce(flags)
     bad, stop = flags.tolist()
     s.stop_agreed = stop > 0
@@ -446,7 +471,7 @@ def _stop_if_not_finite(s: Session, loss: torch.Tensor) -> None:
 def _stop_requested(s: Session) -> bool:
     """Whether Ctrl-C asked to stop: here, or (under DDP) on any process as of the last step's
     all-reduce, so that all of them stop at the same step."""
-    return s.stop_requested if s.dist.world <= 1 else s.stop_agreed
+    return s.stop_requested if not s.dist.grouped else s.stop_agreed
 
 
 # ----------------------------------------------------------------------------------------------

@@ -86,7 +86,14 @@ class TrainOptions:
     init_from: str | None = option(None, "Start from a weights file (fine-tuning); the network's shape and labels "
                                    "come from it.", metavar="WEIGHTS", card=True)
     device: str = option("auto", " | ".join(DEVICE_CHOICES), envvar="CCVAE_DEVICE", resume=True)
-    precision: str = option("fp32", "fp32 | bf16 | fp16 (CUDA)", choices=("fp32", "bf16", "fp16"), card=True)
+    precision: str = option("fp32", "fp32 | bf16 | fp16 (CUDA). bf16 is fast only where the CPU has bf16 "
+                            "instructions (AVX-512 BF16, AMX) or on a GPU; elsewhere it is emulated and slower "
+                            "than fp32.", choices=("fp32", "bf16", "fp16"), card=True)
+    compile: str = option("off", "torch.compile the step: off | default | reduce-overhead | max-autotune (ours; "
+                          "for GPUs, where the last two capture CUDA graphs and max-autotune also searches for "
+                          "faster kernels; the first steps wait for the compiler, and on the CPU it needs a C++ "
+                          "compiler).", choices=("off", "default", "reduce-overhead", "max-autotune"),
+                          resume=True)
     out: str = option("runs", "Folder of run folders (default runs).", resume=True)
     seed: int = option(0, "Seed of everything random.", minimum=0, maximum=SEED_MAX)
     preset: str | None = option(None, "paper | few-labels | avatars", card=True)
