@@ -14,7 +14,10 @@ resizes every JPEG every epoch, 2 workers), feeding the same model step.
 from __future__ import annotations
 
 import argparse
+import os
+import platform
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -24,10 +27,13 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import official_step as official  # noqa: E402
 from ccvae_tools.data.base import Label  # noqa: E402
 from ccvae_tools.model.network import CCVAE, ModelConfig  # noqa: E402
 from ccvae_tools.objective.bound import ccvae_loss  # noqa: E402
+from ccvae_tools.util.device import channels_last, native_bf16  # noqa: E402
 
 PAPER_LABELS = ["Arched_Eyebrows", "Bags_Under_Eyes", "Bangs", "Black_Hair", "Blond_Hair", "Brown_Hair",
                 "Bushy_Eyebrows", "Chubby", "Eyeglasses", "Heavy_Makeup", "Male", "No_Beard", "Pale_Skin",
@@ -39,31 +45,80 @@ def paper_model() -> CCVAE:
     return CCVAE(ModelConfig(image_size=64, channels=3, labels=[Label(n) for n in PAPER_LABELS], z_style=27))
 
 
-def time_steps(model, x, y, observed, steps: int, dtype) -> float:
-    opt = torch.optim.Adam(model.parameters(), lr=1e-4)
+def time_steps(step, steps: int) -> float:
+    """Images per second of `step()` (one optimiser step of 200 images): median of `steps` after 2 warm-ups."""
     times = []
     for i in range(steps + 2):
         t = time.perf_counter()
+        step()
+        if i >= 2:
+            times.append(time.perf_counter() - t)
+    return 200 / statistics.median(times)
+
+
+def ours_step(x, y, observed, dtype):
+    """`ccvae train`'s step: our objective, the model in the layout training uses (util/device.py)."""
+    model = paper_model()
+    if channels_last(x.device):
+        model.to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-4)
+
+    def step():
         with torch.autocast("cpu", dtype=dtype, enabled=dtype is not None):
             loss, _ = ccvae_loss(model, x, y, observed, draws=100)
         opt.zero_grad()
         loss.backward()
         opt.step()
-        if i >= 2:  # warm-up
-            times.append(time.perf_counter() - t)
-    return x.shape[0] / statistics.median(times)
+    return step
+
+
+def official_step_fn(x, y, labelled: bool):
+    """The official code's step (benchmarks/official_step.py), NCHW fp32 as it runs."""
+    torch.manual_seed(0)
+    net = official.OfficialNet(len(PAPER_LABELS), len(PAPER_LABELS) + 27)
+    opt = torch.optim.Adam(net.parameters(), lr=1e-4)
+    prior = torch.full((len(PAPER_LABELS),), 0.5)
+    yf = y.float()
+
+    def step():
+        loss = official.sup_loss(net, x, yf, prior) if labelled else official.unsup_loss(net, x, prior)
+        loss.backward()
+        opt.step()
+        opt.zero_grad()
+    return step
 
 
 def step_table(steps: int) -> list[tuple[str, float]]:
-    rows = []
     g = torch.Generator().manual_seed(0)
     x = torch.rand(200, 3, 64, 64, generator=g)
     y = torch.randint(0, 2, (200, 18), generator=g)
-    for name, dtype in (("fp32", None), ("bf16", torch.bfloat16)):
-        for kind, obs in (("labelled", torch.ones(200, 18, dtype=torch.bool)),
-                          ("unlabelled", torch.zeros(200, 18, dtype=torch.bool))):
-            rows.append((f"model step, {kind}, {name}", time_steps(paper_model(), x, y, obs, steps, dtype)))
+    kinds = (("labelled", torch.ones(200, 18, dtype=torch.bool)), ("unlabelled", torch.zeros(200, 18, dtype=torch.bool)))
+    rows = []
+    for kind, obs in kinds:
+        rows.append((f"ccvae step, {kind}, fp32", time_steps(ours_step(x, y, obs, None), steps)))
+        rows.append((f"official step, {kind}, fp32", time_steps(official_step_fn(x, y, kind == "labelled"), steps)))
+    if native_bf16():
+        for kind, obs in kinds:
+            rows.append((f"ccvae step, {kind}, bf16 autocast", time_steps(ours_step(x, y, obs, torch.bfloat16), steps)))
+    else:   # emulated bf16 is an order of magnitude slower than fp32; a few steps show it
+        rows.append(("ccvae step, labelled, bf16 autocast (emulated: no bf16 in this CPU)",
+                     time_steps(ours_step(x, y, kinds[0][1], torch.bfloat16), 1)))
     return rows
+
+
+def profile_step() -> None:
+    """Where `ccvae train`'s step spends its time: torch.profiler over 4 labelled steps."""
+    from torch.profiler import ProfilerActivity, profile
+
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.rand(200, 3, 64, 64, generator=g), torch.randint(0, 2, (200, 18), generator=g)
+    step = ours_step(x, y, torch.ones(200, 18, dtype=torch.bool), None)
+    step(), step()
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(4):
+            step()
+    print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=12))
 
 
 def make_celeba_folder(root: Path, n: int) -> None:
@@ -85,86 +140,82 @@ def make_celeba_folder(root: Path, n: int) -> None:
     (root / "list_eval_partition.txt").write_text("\n".join(parts) + "\n")
 
 
-class DecodeEveryEpoch(torch.utils.data.Dataset):
-    """The official code's data path: open, crop and resize one JPEG per item, every epoch."""
-
-    def __init__(self, files, labels):
-        self.files, self.labels = files, labels
-
-    def __len__(self):
-        return len(self.files)
-
-    def __getitem__(self, i):
-        from PIL import Image
-
-        img = Image.open(self.files[i]).convert("RGB").resize((64, 64), Image.BILINEAR)
-        x = torch.from_numpy(np.asarray(img).copy()).permute(2, 0, 1).float() / 255.0
-        return x, torch.from_numpy(self.labels[i])
+def timed(cmd: list[str]) -> float:
+    t = time.perf_counter()
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return time.perf_counter() - t
 
 
-def epoch_table(n: int, epochs: int) -> list[tuple[str, float]]:
+def epoch_table(n: int, epochs: int, workers: int) -> list[tuple[str, float]]:
+    """Both systems as fresh processes on one folder of JPEGs, for 1 and 1 + `epochs` epochs: the
+    whole command's images per second, and the extra epochs' (start-up cancels in the difference)."""
     from ccvae_tools.data.cache import load_decoded
     from ccvae_tools.data.readers import open_catalog
-    from ccvae_tools.training.loop import train
-    from ccvae_tools.training.options import resolve_options
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / "celeba"
         make_celeba_folder(root, n)
-        catalog = open_catalog(root, fmt="celeba", size=64)
+        catalog = open_catalog(root, fmt="celeba", labels=PAPER_LABELS, size=64, crop="squash")
         t = time.perf_counter()
         data = load_decoded(catalog, cache_dir=Path(tmp) / "cache")
-        rows.append(("cache build (decode + crop + resize), 2 workers", len(data.images) / (time.perf_counter() - t)))
+        rows.append(("cache build (decode + resize, one process per core)", len(data.images) / (time.perf_counter() - t)))
         n_train = int((data.split == 0).sum())
-
-        # (a) ccvae train, cache already built: wall time of the whole command per train image
-        opts = resolve_options(dict(data=str(root), format="celeba", epochs=epochs, batch_size=200, lr=1e-4,
-                                    sup_frac=0.06, out=str(Path(tmp) / "runs"), preview_every=0,
-                                    eval_every=epochs, cache_dir=str(Path(tmp) / "cache"), device="cpu"))
-        t = time.perf_counter()
-        train(opts)
-        rows.append((f"ccvae train end to end, sup 0.06, {epochs} epochs", n_train * epochs / (time.perf_counter() - t)))
-
-        # (b) decode every epoch (2 DataLoader workers), same model step
-        files = [catalog.files[i] for i in np.flatnonzero(catalog.split == 0)]
-        labels = catalog.labels[catalog.split == 0].copy()
-        labels[int(round(0.06 * len(labels))):] = np.nan
-        loader = torch.utils.data.DataLoader(DecodeEveryEpoch(files, labels), batch_size=200, shuffle=True,
-                                             num_workers=2, persistent_workers=False)
-        model = paper_model()
-        opt = torch.optim.Adam(model.parameters(), lr=1e-4)
-        t = time.perf_counter()
-        seen = 0
-        for _ in range(epochs):
-            for x, lab in loader:
-                observed = ~torch.isnan(lab)
-                y = torch.nan_to_num(lab).long()
-                loss, _ = ccvae_loss(model, x, y, observed, draws=100)
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-                seen += len(x)
-        rows.append((f"decode-every-epoch loader (2 workers), same step, {epochs} epochs",
-                     seen / (time.perf_counter() - t)))
+        ours = [sys.executable, "-m", "ccvae_tools", "train", str(root), "--format", "celeba", "--labels",
+                ",".join(PAPER_LABELS), "--crop", "squash", "--batch-size", "200", "--lr", "1e-4",
+                "--sup-frac", "0.06", "--cache-dir", str(Path(tmp) / "cache"), "--device", "cpu", "--out"]
+        theirs = [sys.executable, str(Path(__file__).parent / "official_step.py"), str(root), "--labels",
+                  ",".join(PAPER_LABELS), "--workers", str(workers), "--epochs"]
+        t_ours = [timed(ours + [str(Path(tmp) / f"runs{e}"), "--epochs", str(e)]) for e in (1, 1 + epochs)]
+        t_theirs = [timed(theirs + [str(e)]) for e in (1, 1 + epochs)]
+        for name, (t1, t2) in (("ccvae train (cache built)", t_ours),
+                               (f"official loop: decode-every-epoch loader ({workers} workers) + official step",
+                                t_theirs)):
+            rows.append((f"{name}, whole command, {1 + epochs} epochs", n_train * (1 + epochs) / t2))
+            rows.append((f"{name}, the {epochs} extra epochs", n_train * epochs / (t2 - t1)))
     return rows
+
+
+def machine() -> str:
+    """The CPU, its core count and its vector instructions, for the table's heading."""
+    name = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                name = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    bf16 = "native bf16" if native_bf16() else "no bf16 instructions"
+    return f"{name}, {os.cpu_count()} cores, {torch.backends.cpu.get_cpu_capability()}, {bf16}"
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="fewer steps and images")
     ap.add_argument("--images", type=int, default=4000, help="JPEGs in the generated folder")
-    ap.add_argument("--epochs", type=int, default=2)
+    ap.add_argument("--epochs", type=int, default=2, help="extra epochs timed beyond the first")
     ap.add_argument("--steps", type=int, default=10, help="timed model steps per row")
+    ap.add_argument("--workers", type=int, default=2, help="the official loader's worker processes")
+    ap.add_argument("--profile", action="store_true", help="only a profile of 4 labelled ccvae steps, by operator")
     args = ap.parse_args()
+    if args.profile:
+        profile_step()
+        return
     if args.quick:
         args.images, args.epochs, args.steps = 600, 1, 3
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
-    rows = step_table(args.steps) + epoch_table(args.images, args.epochs)
+    print(f"{machine()}; torch {torch.__version__}, {torch.get_num_threads()} threads")
+    rows = step_table(args.steps) + epoch_table(args.images, args.epochs, args.workers)
     width = max(len(r[0]) for r in rows)
-    print(f"{'what':<{width}}  images/s")
+    print(f"| {'what':<{width}} | images/s |")
+    print(f"| {'-' * width} | -------- |")
     for name, rate in rows:
-        print(f"{name:<{width}}  {rate:8.0f}")
+        print(f"| {name:<{width}} | {rate:8.0f} |")
+    rates = dict(rows)
+    for part in ("whole command", "extra epochs"):
+        ours = next(v for k, v in rates.items() if k.startswith("ccvae train") and part in k)
+        theirs = next(v for k, v in rates.items() if k.startswith("official loop") and part in k)
+        print(f"end to end, {part}: ccvae train / official = {ours / theirs:.2f}x")
 
 
 if __name__ == "__main__":
