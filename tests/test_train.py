@@ -103,6 +103,7 @@ def test_train_end_to_end_writes_a_usable_run(avatar_dir_200, tmp_path):
     for key in ("accuracy", "balanced_accuracy", "majority_baseline"):
         assert set(last[key]) >= {"Smiling", "Eyeglasses"}
     assert np.isfinite(last["bound"]) and 0 < last["recon_l1"] < 1
+    assert last["eval_images"] > 0 and last["eval_draws"] == 8 and last["eval_seconds"] >= 0
     assert sorted(p.name for p in (run / "previews").iterdir()) == ["epoch0001.png", "epoch0002.png"]
     # the label prior comes from the labelled train rows, as probabilities
     prior = meta["ccvae.label_prior"]["Eyeglasses"]

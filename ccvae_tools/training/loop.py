@@ -483,11 +483,15 @@ def _evaluate(s: Session, log: ProgressLog, stopped: bool) -> None:
     c, opts = s.counters, s.opts
     if not (stopped or c.epoch % opts.eval_every == 0 or c.epoch == opts.epochs):
         return
+    started = time.perf_counter()
     metrics = heldout_metrics(s.model, s.eval_batches, s.split.eval_idx, s.data.labels, s.split.majority,
                               max(opts.batch_size, 256), opts.draws, s.autocast)
     s.last_metrics = {"split": "valid" if len(s.data.indices(VALID)) else "test", **metrics}
+    # what the held-out pass cost and on what: at most --max-eval images, with --draws draws for q^
     line = {"epoch": c.epoch, "step": c.global_step, "images_seen": c.images_seen,
-            "train_loss": log.mean_loss(), "images_per_s": log.rate(), "time": time.time()}
+            "train_loss": log.mean_loss(), "images_per_s": log.rate(), "time": time.time(),
+            "eval_images": int(len(s.split.eval_idx)), "eval_draws": opts.draws,
+            "eval_seconds": round(time.perf_counter() - started, 3)}
     for reg in s.regularisers:
         line.update(reg.epoch_means())
     with open(s.run / "metrics.jsonl", "a") as f:
