@@ -19,7 +19,9 @@ taken from ccvae_tools, so that nothing of ours (channels-last, our objective's 
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -127,7 +129,6 @@ class DecodeEveryEpoch(torch.utils.data.Dataset):
         return len(self.files)
 
     def __getitem__(self, i):
-        import numpy as np
         from PIL import Image
 
         img = Image.open(self.files[i]).convert("RGB").resize((64, 64), Image.BILINEAR)
@@ -137,9 +138,6 @@ class DecodeEveryEpoch(torch.utils.data.Dataset):
 
 def read_celeba(root, labels: list[str]):
     """Train-split files and 0/1 labels of a CelebA-layout folder (list_attr_celeba.txt, list_eval_partition.txt)."""
-    import numpy as np
-    from pathlib import Path
-
     root = Path(root)
     lines = (root / "list_attr_celeba.txt").read_text().split("\n")
     header = lines[1].split()

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -29,48 +28,23 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import gpu_throughput as gpu  # noqa: E402
 import official_step as official  # noqa: E402
-from ccvae_tools.data.base import Label  # noqa: E402
-from ccvae_tools.model.network import CCVAE, ModelConfig  # noqa: E402
-from ccvae_tools.objective.bound import ccvae_loss  # noqa: E402
-from ccvae_tools.util.device import channels_last, native_bf16  # noqa: E402
+from ccvae_tools.util.device import native_bf16  # noqa: E402
 
 PAPER_LABELS = ["Arched_Eyebrows", "Bags_Under_Eyes", "Bangs", "Black_Hair", "Blond_Hair", "Brown_Hair",
                 "Bushy_Eyebrows", "Chubby", "Eyeglasses", "Heavy_Makeup", "Male", "No_Beard", "Pale_Skin",
                 "Receding_Hairline", "Smiling", "Wavy_Hair", "Wearing_Necktie", "Young"]
 
 
-def paper_model() -> CCVAE:
-    torch.manual_seed(0)
-    return CCVAE(ModelConfig(image_size=64, channels=3, labels=[Label(n) for n in PAPER_LABELS], z_style=27))
-
-
 def time_steps(step, steps: int) -> float:
     """Images per second of `step()` (one optimiser step of 200 images): median of `steps` after 2 warm-ups."""
-    times = []
-    for i in range(steps + 2):
-        t = time.perf_counter()
-        step()
-        if i >= 2:
-            times.append(time.perf_counter() - t)
-    return 200 / statistics.median(times)
+    return gpu.time_step(step, 200, torch.device("cpu"), 2, steps)[0]
 
 
-def ours_step(x, y, observed, dtype):
-    """`ccvae train`'s step: our objective, the model in the layout training uses (util/device.py)."""
-    model = paper_model()
-    if channels_last(x.device):
-        model.to(memory_format=torch.channels_last)
-        x = x.contiguous(memory_format=torch.channels_last)
-    opt = torch.optim.Adam(model.parameters(), lr=1e-4)
-
-    def step():
-        with torch.autocast("cpu", dtype=dtype, enabled=dtype is not None):
-            loss, _ = ccvae_loss(model, x, y, observed, draws=100)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    return step
+def ours_step(labelled: bool, precision: str = "fp32"):
+    """`ccvae train`'s step on 200 images, every label observed or none (benchmarks/gpu_throughput.py)."""
+    return gpu.make_step(torch.device("cpu"), 200, precision, "off", 1.0 if labelled else 0.0)
 
 
 def official_step_fn(x, y, labelled: bool):
@@ -93,17 +67,16 @@ def step_table(steps: int) -> list[tuple[str, float]]:
     g = torch.Generator().manual_seed(0)
     x = torch.rand(200, 3, 64, 64, generator=g)
     y = torch.randint(0, 2, (200, 18), generator=g)
-    kinds = (("labelled", torch.ones(200, 18, dtype=torch.bool)), ("unlabelled", torch.zeros(200, 18, dtype=torch.bool)))
     rows = []
-    for kind, obs in kinds:
-        rows.append((f"ccvae step, {kind}, fp32", time_steps(ours_step(x, y, obs, None), steps)))
+    for kind in ("labelled", "unlabelled"):
+        rows.append((f"ccvae step, {kind}, fp32", time_steps(ours_step(kind == "labelled"), steps)))
         rows.append((f"official step, {kind}, fp32", time_steps(official_step_fn(x, y, kind == "labelled"), steps)))
     if native_bf16():
-        for kind, obs in kinds:
-            rows.append((f"ccvae step, {kind}, bf16 autocast", time_steps(ours_step(x, y, obs, torch.bfloat16), steps)))
+        for kind in ("labelled", "unlabelled"):
+            rows.append((f"ccvae step, {kind}, bf16 autocast", time_steps(ours_step(kind == "labelled", "bf16"), steps)))
     else:   # emulated bf16 is an order of magnitude slower than fp32; a few steps show it
         rows.append(("ccvae step, labelled, bf16 autocast (emulated: no bf16 in this CPU)",
-                     time_steps(ours_step(x, y, kinds[0][1], torch.bfloat16), 1)))
+                     time_steps(ours_step(True, "bf16"), 1)))
     return rows
 
 
@@ -111,9 +84,7 @@ def profile_step() -> None:
     """Where `ccvae train`'s step spends its time: torch.profiler over 4 labelled steps."""
     from torch.profiler import ProfilerActivity, profile
 
-    g = torch.Generator().manual_seed(0)
-    x, y = torch.rand(200, 3, 64, 64, generator=g), torch.randint(0, 2, (200, 18), generator=g)
-    step = ours_step(x, y, torch.ones(200, 18, dtype=torch.bool), None)
+    step = ours_step(True)
     step(), step()
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         for _ in range(4):

@@ -96,7 +96,7 @@ class Batches:
             rows[order] = self.images[idx[order]]
             x = torch.from_numpy(rows).to(self.device, non_blocking=True)
             ti = torch.from_numpy(idx).to(self.device)
-        if self.channels_last and x.dim() == 4:
+        if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         x = x.float().div_(255.0)
         lab = self.labels.index_select(0, ti)
