@@ -147,7 +147,7 @@ def loop_path(model, z: torch.Tensor, label: int, frames: int, span: float = 2.0
             pts.append((1 - t) * own + t * path[0])
         elif f <= q3:
             t = (f - q1) / max(q3 - q1, 1)
-            pts.append(_along(path, t))
+            pts.append(point_along(path, t))
         else:
             t = (f - q3) / max(frames - q3, 1)
             pts.append((1 - t) * path[-1] + t * own)
@@ -161,9 +161,21 @@ def ping_pong_holds(frames: int) -> tuple[int, int]:
     return frames // 4, frames - frames // 4
 
 
-def _along(path: torch.Tensor, t: float) -> torch.Tensor:
-    """Point at fraction t of a polyline of equally spaced samples."""
+def point_along(path: torch.Tensor, t: float) -> torch.Tensor:
+    """The point at fraction t in [0, 1] of a polyline of equally spaced samples (steps, d)."""
     x = t * (len(path) - 1)
     j = min(int(x), len(path) - 2)
     f = x - j
     return (1 - f) * path[j] + f * path[j + 1]
+
+
+def position_along(path: torch.Tensor, point: torch.Tensor) -> float:
+    """The fraction t in [0, 1] of the polyline's point nearest to `point` (d,): the inverse of
+    `point_along` for points on the path, the projection onto it for the others."""
+    a, b = path[:-1].float(), path[1:].float()
+    seg = b - a
+    length2 = (seg * seg).sum(1).clamp_min(1e-12)
+    f = (((point.float() - a) * seg).sum(1) / length2).clamp(0, 1)             # each segment's nearest
+    dist = (a + f[:, None] * seg - point.float()).norm(dim=1)
+    j = int(dist.argmin())
+    return (j + float(f[j])) / (len(path) - 1)

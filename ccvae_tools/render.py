@@ -1,9 +1,16 @@
-"""Pictures from decoded images: strips, grids, captioned tiles and animation frames (PIL only)."""
+"""Pictures from decoded images: strips, grids, captioned tiles, and their file bytes (PIL only)."""
 
 from __future__ import annotations
 
+import io
+from collections.abc import Sequence
+from typing import Any
+
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
+
+from ccvae_tools.data.images import to_pil
+from ccvae_tools.util.errors import UsageError
 
 PAD = 2
 BACKGROUND = 255
@@ -91,3 +98,64 @@ def _fit(draw: ImageDraw.ImageDraw, font, text: str, width: int) -> str:
     while len(text) > 1 and _text_width(font, text + "…") > width - 2:
         text = text[:-1]
     return text + "…"
+
+
+# ----------------------------------------------------------------------------------------------
+# file bytes
+
+def _as_frames(img: Any) -> list["Image.Image"]:
+    items = list(img) if isinstance(img, (list, tuple)) else [img]
+    if not items:
+        raise ValueError("no frames to write")
+    return [x if isinstance(x, Image.Image) else to_pil(x) for x in items]
+
+
+def _gif_frames(frames: list["Image.Image"]) -> list["Image.Image"]:
+    """All frames on one shared palette (no colour flicker between frames), deterministic."""
+    if all(f.mode == "L" for f in frames):
+        return frames
+    if all(f.mode == "P" for f in frames):
+        return frames
+    rgb = [f.convert("RGB") for f in frames]
+    w = max(f.width for f in rgb)
+    h = sum(f.height for f in rgb)
+    sheet = Image.new("RGB", (w, h))
+    y = 0
+    for f in rgb:
+        sheet.paste(f, (0, y))
+        y += f.height
+    pal = sheet.quantize(colors=256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
+    return [f.quantize(palette=pal, dither=Image.Dither.NONE) for f in rgb]
+
+
+def encode(img: Any, fmt: str, durations: int | Sequence[int] | None = None) -> bytes:
+    """The file bytes of an image (PIL image or uint8 array) or a list of frames, in PIL format `fmt`."""
+    frames = _as_frames(img)
+    buf = io.BytesIO()
+    if fmt == "GIF":
+        frames = _gif_frames(frames)
+        if len(frames) == 1:
+            frames[0].save(buf, format="GIF", optimize=False)
+        else:
+            if durations is None:
+                durations = 100
+            if not isinstance(durations, int):
+                durations = [int(d) for d in durations]
+                if len(durations) != len(frames):
+                    raise ValueError(f"{len(durations)} durations for {len(frames)} frames")
+            frames[0].save(buf, format="GIF", save_all=True, append_images=frames[1:], loop=0,
+                           duration=durations, disposal=2, optimize=False)
+        return buf.getvalue()
+    if len(frames) != 1:
+        raise UsageError(f"{len(frames)} frames cannot go in a still {fmt} image; write a .gif "
+                         f"(or --format gif) for an animation")
+    im = frames[0]
+    if fmt == "JPEG":
+        if im.mode not in ("L", "RGB"):
+            im = im.convert("RGB")
+        im.save(buf, format="JPEG", quality=95)
+    elif fmt == "WEBP":
+        im.save(buf, format="WEBP", lossless=True)
+    else:
+        im.save(buf, format=fmt)
+    return buf.getvalue()

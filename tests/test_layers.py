@@ -9,7 +9,8 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parent.parent / "ccvae_tools"
 
 # lowest first; a module may import its own layer and the layers before it (docs/architecture.md)
-LAYERS = ["util", "data", "objective", "model", "interventions", "render", "evaluation", "training", "cli"]
+LAYERS = ["util", "data", "objective", "model", "interventions", "render", "animation", "evaluation", "training",
+          "studio", "cli"]
 TOP = {"__init__": 0, "__main__": len(LAYERS), "api": LAYERS.index("model")}
 
 

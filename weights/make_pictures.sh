@@ -32,3 +32,7 @@ ccvae swap $E/fonts/a-tinos-bolditalic.png $E/fonts/k-arimo-bold.png $E/fonts/r-
     $E/fonts/e-nimbusroman.png -m $F --grid --labels bold,italic,monospace,condensed,serif --size 64 -o $P/fonts_swap.png
 ccvae sample -m $F --set bold=1 --set italic=1 --set serif=1 --set char=g -n 16 --seed 0 --size 64 \
     -o $P/fonts_bold_italic_serif_g.png
+
+# the studio (README): the page in headless Chromium, as its browser test drives it (needs the test
+# extras and a Chromium: apt-get install chromium)
+python ../tests/helpers/studio.py --screenshot $P/studio.png

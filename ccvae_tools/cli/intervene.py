@@ -153,8 +153,10 @@ def traverse_cmd(
     arr = np.stack([a for _, a in inputs])
     z = s.m.codes(arr, sample=sample, seed=seed)
     if gif:
-        pictures, durations = _loop_frames(s, z, [idx[0]] * len(z), frames, fps, span,
-                                           scale=s.scale(size, 2), resample=resample, titles=None)
+        from ccvae_tools.animation import traversal_loop
+
+        pictures, durations = traversal_loop(s.m, z, [idx[0]] * len(z), frames, fps, span,
+                                             scale=s.scale(size, 2), resample=resample)
         _write(pictures, target, fmt, output is None, durations)
         return
     scale = s.scale(size)
@@ -176,42 +178,6 @@ def _default_for(images: list[str], suffix: str, ext: str) -> str:
     from ccvae_tools.cli.io import default_output
 
     return default_output(images[0] if images else "-", suffix, ext)
-
-
-def _loop_frames(s: _Session, z, label_per_tile: list[int], frames: int, fps: int, span: float, scale: int,
-                 resample: str, titles: Optional[list[str]], probability: bool = False, columns: int = 0):
-    """Animation frames: one tile per (code, label), each looping from its own code through the walk."""
-    import torch
-
-    from ccvae_tools import render
-    from ccvae_tools.interventions import loop_path, ping_pong_holds
-
-    paths = torch.stack([loop_path(s.model, z[t], i, frames, span) for t, i in enumerate(label_per_tile)])
-    flat = paths.reshape(-1, z.shape[1])
-    decoded = s.m.decode(flat).reshape(len(label_per_tile), frames, *s.m.decode(z[:1]).shape[1:])
-    probs = s.m.classify_codes(flat).reshape(len(label_per_tile), frames, -1, s.model.kmax).cpu() \
-        if probability else None
-    cols = columns or len(label_per_tile)
-    pictures = []
-    for f in range(frames):
-        tiles = []
-        for t, i in enumerate(label_per_tile):
-            if titles is None:
-                tiles.append(render.tile_image(decoded[t, f], scale, resample))
-                continue
-            note = None
-            if probs is not None:
-                lab = s.model.cfg.labels[i]
-                p = probs[t, f, i]
-                note = f"p={float(p[1]):.2f}" if lab.num_classes == 2 else \
-                    f"{lab.classes[int(p[: lab.num_classes].argmax())]} {float(p.max()):.2f}"
-            tiles.append(render.captioned(decoded[t, f], titles[t], note, scale, resample))
-        pictures.append(render.mosaic(tiles, cols))
-    step = round(1000 / fps)
-    durations = [step] * frames
-    for h in ping_pong_holds(frames):
-        durations[h] = step + 400
-    return pictures, durations
 
 
 # ----------------------------------------------------------------------------------------------
@@ -240,6 +206,8 @@ def gif_cmd(
     """One animation tiling every label's traversal of an image (each tile names its label)."""
     import math
 
+    from ccvae_tools.animation import traversal_loop
+
     if output is not None and output != "-" and not output.lower().endswith(".gif"):
         raise UsageError(f"{output}: `ccvae gif` writes an animation: give a .gif name")
     s = _Session(model, device, size)
@@ -253,8 +221,8 @@ def gif_cmd(
     z = s.m.codes(np.stack([inputs[0][1]]), sample=sample, seed=seed)
     zz = z.expand(len(idx), -1)
     cols = columns or math.ceil(math.sqrt(len(idx)))
-    pictures, durations = _loop_frames(s, zz, idx, frames, fps, span, scale=s.scale(size, 2), resample=resample,
-                                       titles=titles, probability=probability, columns=cols)
+    pictures, durations = traversal_loop(s.m, zz, idx, frames, fps, span, scale=s.scale(size, 2),
+                                         resample=resample, titles=titles, probability=probability, columns=cols)
     _write(pictures, target, "gif" if output == "-" else None, output is None, durations)
 
 

@@ -97,6 +97,20 @@ def shipped_model(name: str) -> Path | None:
     return None
 
 
+def shipped_examples(model_path: Path) -> list[Path]:
+    """The example images shipped beside a shipped model: weights/examples/<name>/ (or the name without
+    its trailing digits: fonts32 -> examples/fonts/), and for the default model weights/examples/*.png.
+    A model of one's own has none (`ccvae studio --examples DIR` names some)."""
+    folder = model_path.parent / "examples"
+    stem = model_path.stem
+    for name in (stem, stem.rstrip("0123456789")):
+        if name and SHIPPED_NAME.fullmatch(name) and (folder / name).is_dir():
+            return sorted((folder / name).glob("*.png"))
+    if model_path.name == DEFAULT_WEIGHTS:
+        return sorted(folder.glob("*.png"))
+    return []
+
+
 def resolve_model_path(option: str | os.PathLike | None, source: str = "--model") -> Path:
     """The weights file to use: `--model` (a path, or the name of a shipped model such as fonts32),
     else $CCVAE_MODEL, else the shipped default.
@@ -435,70 +449,6 @@ def format_for(out: str, fmt: str | None = None) -> str:
     return FORMATS[ext]
 
 
-def _as_frames(img: Any) -> list["Image.Image"]:
-    from PIL import Image
-
-    from ccvae_tools.data.images import to_pil
-
-    items = list(img) if isinstance(img, (list, tuple)) else [img]
-    if not items:
-        raise ValueError("no frames to write")
-    return [x if isinstance(x, Image.Image) else to_pil(x) for x in items]
-
-
-def _gif_frames(frames: list["Image.Image"]) -> list["Image.Image"]:
-    """All frames on one shared palette (no colour flicker between frames), deterministic."""
-    from PIL import Image
-
-    if all(f.mode == "L" for f in frames):
-        return frames
-    if all(f.mode == "P" for f in frames):
-        return frames
-    rgb = [f.convert("RGB") for f in frames]
-    w = max(f.width for f in rgb)
-    h = sum(f.height for f in rgb)
-    sheet = Image.new("RGB", (w, h))
-    y = 0
-    for f in rgb:
-        sheet.paste(f, (0, y))
-        y += f.height
-    pal = sheet.quantize(colors=256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
-    return [f.quantize(palette=pal, dither=Image.Dither.NONE) for f in rgb]
-
-
-def encode_image(img: Any, fmt: str, durations: int | Sequence[int] | None = None) -> bytes:
-    """The file bytes of an image (PIL image or uint8 array) or a list of frames, in PIL format `fmt`."""
-    frames = _as_frames(img)
-    buf = io.BytesIO()
-    if fmt == "GIF":
-        frames = _gif_frames(frames)
-        if len(frames) == 1:
-            frames[0].save(buf, format="GIF", optimize=False)
-        else:
-            if durations is None:
-                durations = 100
-            if not isinstance(durations, int):
-                durations = [int(d) for d in durations]
-                if len(durations) != len(frames):
-                    raise ValueError(f"{len(durations)} durations for {len(frames)} frames")
-            frames[0].save(buf, format="GIF", save_all=True, append_images=frames[1:], loop=0,
-                           duration=durations, disposal=2, optimize=False)
-        return buf.getvalue()
-    if len(frames) != 1:
-        raise UsageError(f"{len(frames)} frames cannot go in a still {fmt} image; write a .gif "
-                         f"(or --format gif) for an animation")
-    im = frames[0]
-    if fmt == "JPEG":
-        if im.mode not in ("L", "RGB"):
-            im = im.convert("RGB")
-        im.save(buf, format="JPEG", quality=95)
-    elif fmt == "WEBP":
-        im.save(buf, format="WEBP", lossless=True)
-    else:
-        im.save(buf, format=fmt)
-    return buf.getvalue()
-
-
 def check_output_path(out: str) -> Path:
     """Refuse early (before any work) an output whose folder is missing or that is a folder itself."""
     path = Path(out)
@@ -553,7 +503,9 @@ def write_image_output(img: Any, out: str, fmt: str | None = None,
         where = "stdout" if out == "-" else out
         raise UsageError(f"{where}: {n_frames} frames cannot go in a still {pil_fmt} image; "
                          f"write a .gif (or --format gif) for an animation")
-    data = encode_image(img, pil_fmt, durations)
+    from ccvae_tools.render import encode
+
+    data = encode(img, pil_fmt, durations)
     if out == "-":
         write_stdout_bytes(data)
         return None
