@@ -86,3 +86,24 @@ def test_swap_and_pad_and_png_download(page):
 
     with Image.open(download.value.path()) as im:
         assert im.format == "PNG" and im.size == (256, 256)
+
+
+def test_two_tabs_edit_different_images_at_once(page):
+    """A second tab on the same studio: its own image and slider, while the first tab keeps its own."""
+    first_before = pixels(page, "#input")
+    other = page.context.new_page()
+    try:
+        other.goto(page.url)
+        other.wait_for_selector("body[data-ready='1']", timeout=30_000)
+        other.locator("#examples button").nth(1).click()
+        v = wait_for_new_image(other, edited_version(other))
+        slider(other, "Wearing_Hat").fill("1")
+        v2 = edited_version(page)
+        slider(page, "Wearing_Hat").fill("0")                      # both tabs ask at about the same time
+        wait_for_new_image(other, v)
+        wait_for_new_image(page, v2)
+        assert q_of(other, "Wearing_Hat") > 0.5 > q_of(page, "Wearing_Hat")
+        assert np.array_equal(pixels(page, "#input"), first_before)
+        assert not np.array_equal(pixels(other, "#input"), first_before)
+    finally:
+        other.close()

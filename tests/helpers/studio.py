@@ -77,7 +77,7 @@ def browser_page(url: str, width: int = 1280, height: int = 900):
         browser = p.chromium.launch(executable_path=find_chromium(), headless=True,
                                     args=["--no-sandbox"] if os.geteuid() == 0 else [])
         try:
-            page = browser.new_page(viewport={"width": width, "height": height})
+            page = browser.new_context(viewport={"width": width, "height": height}).new_page()   # tabs can join
             errors: list[str] = []
             page.on("pageerror", lambda e: errors.append(str(e)))
             page.goto(url)
