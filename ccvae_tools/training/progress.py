@@ -48,7 +48,10 @@ class ProgressLog:
         self.done += 1
         self.losses.append(loss)
         self.window.append((now, n))
-        self.window = [(t, k) for t, k in self.window if now - t < 20.0]
+        # the last 20 s, but never fewer than two steps: after a stall (a held-out pass, a suspended
+        # process) the rate is then that of the last step, not 0 with an eta of a trillion minutes
+        recent = [(t, k) for t, k in self.window if now - t < 20.0]
+        self.window = self.window[-2:] if len(recent) < 2 else recent
         if not self.enabled:
             return
         stats = f"{self.rate():,.0f} img/s  loss {loss:,.1f}  log p(x|z) {float(terms.log_px.detach().mean()):,.1f}"
@@ -57,9 +60,10 @@ class ProgressLog:
         elif now - self.last_log > 30:
             self.last_log = now
             remaining = (self.n_steps - self.done) + (self.opts.epochs - self.epoch - 1) * self.n_steps
-            eta = remaining * self.opts.batch_size / max(self.rate(), 1e-9)
+            rate = self.rate()
+            eta = f"{remaining * self.opts.batch_size / rate / 60:.1f} min" if rate > 0 else "?"
             err.print(f"epoch {self.epoch + 1}/{self.opts.epochs} step {self.done}/{self.n_steps} "
-                      f"{stats}  eta {eta / 60:.1f} min")
+                      f"{stats}  eta {eta}")
 
     def rate(self) -> float:
         if len(self.window) < 2:
