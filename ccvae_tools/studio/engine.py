@@ -29,7 +29,7 @@ from ccvae_tools.data.images import load_image
 from ccvae_tools.interventions import conditional_sample, point_along, position_along, traversal_path
 
 PATH_POINTS = 129            # samples of each label's path (the slider moves smoothly between them)
-MAX_IMAGES = 64              # uploads kept (all tabs together); the oldest go first
+MAX_IMAGES = 64              # uploads kept (all tabs together); the least recently used go first
 MAX_SAMPLES = 64
 DOWNLOAD_SCALE = 4           # the PNG download: 64 px -> 256 px, nearest neighbour
 GIF_FRAMES, GIF_FPS = 48, 15 # as `ccvae gif`
