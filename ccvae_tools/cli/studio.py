@@ -25,7 +25,6 @@ register = commands.register
 EXTRA_MISSING = ("ccvae studio needs the studio extra (Starlette and uvicorn), which is not installed: "
                  "pip install 'ccvae-tools[studio]'")
 MAX_EXAMPLES = 24
-EXAMPLE_TYPES = (".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp")
 
 
 @commands.command("studio", epilog="""Examples:
@@ -88,14 +87,15 @@ def _app(m, examples: list[Path]):
 def _examples(folder: Optional[Path], model_path: Path) -> list[Path]:
     """--examples DIR (its images, sorted), else the shipped examples of a shipped model."""
     from ccvae_tools.cli.io import shipped_examples
+    from ccvae_tools.data.shared import IMAGE_EXTS
 
     if folder is None:
         return shipped_examples(model_path)[:MAX_EXAMPLES]
     if not folder.is_dir():
         raise UsageError(f"--examples {safe_text(str(folder))}: not a folder; give a folder of images")
-    found = sorted(p for p in folder.iterdir() if p.suffix.lower() in EXAMPLE_TYPES and p.is_file())
+    found = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTS and p.is_file())
     if not found:
-        raise UsageError(f"--examples {safe_text(str(folder))}: no images ({', '.join(EXAMPLE_TYPES)}) in it")
+        raise UsageError(f"--examples {safe_text(str(folder))}: no images ({', '.join(IMAGE_EXTS)}) in it")
     return found[:MAX_EXAMPLES]
 
 
