@@ -64,7 +64,7 @@ def training_fingerprint(work: Path) -> dict:
     flat.update({f"adversary.{k}": v for k, v in state.get("adversary", {}).items()})
     flat["rng_cpu"] = state["rng_cpu"]
     metrics = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-    drop = ("time", "images_per_s", "eval_seconds")          # timings: they differ from run to run
+    drop = ("time", "images_per_s", "eval_seconds", "preview_seconds", "checkpoint_seconds")  # timings differ run to run
     return {"weights": tensor_hashes(load_file(run / "model.safetensors")),
             "state": tensor_hashes(flat),
             "metrics": sha(json.dumps([{k: v for k, v in m.items() if k not in drop} for m in metrics],

@@ -104,6 +104,8 @@ def test_train_end_to_end_writes_a_usable_run(avatar_dir_200, tmp_path):
         assert set(last[key]) >= {"Smiling", "Eyeglasses"}
     assert np.isfinite(last["bound"]) and 0 < last["recon_l1"] < 1
     assert last["eval_images"] > 0 and last["eval_draws"] == 8 and last["eval_seconds"] >= 0
+    # what each epoch's other parts cost, with previews every epoch here: both measured, both positive
+    assert all(ln["preview_seconds"] > 0 and ln["checkpoint_seconds"] > 0 for ln in lines)
     assert sorted(p.name for p in (run / "previews").iterdir()) == ["epoch0001.png", "epoch0002.png"]
     # the label prior comes from the labelled train rows, as probabilities
     prior = meta["ccvae.label_prior"]["Eyeglasses"]

@@ -381,12 +381,19 @@ def _run_epochs(s: Session) -> None:
         if not stop:
             c.epoch += 1
             c.step_in_epoch = 0
-        if s.dist.main and len(s.split.eval_idx):
-            _evaluate(s, log, stop)
-            _preview(s, stop)
-        _save_checkpoint(s)
+        line = _evaluate(s, log, stop) if s.dist.main and len(s.split.eval_idx) else None
+        costs = {"preview_seconds": _timed(_preview, s, stop), "checkpoint_seconds": _timed(_save_checkpoint, s)}
         s.last_checkpoint = time.monotonic()
+        if line is not None:   # written once the epoch's checkpoint is, so that it can say what each part cost
+            with open(s.run / "metrics.jsonl", "a") as f:
+                f.write(json.dumps({**line, **costs}) + "\n")
     log.close()
+
+
+def _timed(fn: Callable[..., None], *args) -> float:
+    started = time.perf_counter()
+    fn(*args)
+    return round(time.perf_counter() - started, 3)
 
 
 def _epoch_batches(s: Session) -> tuple[np.ndarray, int]:
@@ -478,11 +485,12 @@ def _stop_requested(s: Session) -> bool:
 # evaluation, previews, checkpoints
 # ----------------------------------------------------------------------------------------------
 
-def _evaluate(s: Session, log: ProgressLog, stopped: bool) -> None:
-    """The held-out pass every --eval-every epochs (and at the end): a line of metrics.jsonl."""
+def _evaluate(s: Session, log: ProgressLog, stopped: bool) -> dict | None:
+    """The held-out pass every --eval-every epochs (and at the end): the epoch's line of
+    metrics.jsonl, None when this epoch has no evaluation."""
     c, opts = s.counters, s.opts
     if not (stopped or c.epoch % opts.eval_every == 0 or c.epoch == opts.epochs):
-        return
+        return None
     started = time.perf_counter()
     metrics = heldout_metrics(s.model, s.eval_batches, s.split.eval_idx, s.data.labels, s.split.majority,
                               max(opts.batch_size, 256), opts.draws, s.autocast)
@@ -494,14 +502,13 @@ def _evaluate(s: Session, log: ProgressLog, stopped: bool) -> None:
             "eval_seconds": round(time.perf_counter() - started, 3)}
     for reg in s.regularisers:
         line.update(reg.epoch_means())
-    with open(s.run / "metrics.jsonl", "a") as f:
-        f.write(json.dumps({**line, **s.last_metrics}) + "\n")
     log.eval_line(c.epoch, metrics)
+    return {**line, **s.last_metrics}
 
 
 def _preview(s: Session, stopped: bool) -> None:
     c, every = s.counters, s.opts.preview_every
-    if every and (c.epoch % every == 0 or c.epoch == s.opts.epochs or stopped):
+    if s.dist.main and len(s.split.eval_idx) and every and (c.epoch % every == 0 or c.epoch == s.opts.epochs or stopped):
         (s.run / "previews").mkdir(exist_ok=True)
         write_preview(s.model, s.eval_batches, s.split.eval_idx, s.run / "previews" / f"epoch{c.epoch:04d}.png")
 
