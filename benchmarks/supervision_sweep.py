@@ -61,7 +61,8 @@ def eval_run(data: Path, out: Path, name: str, run: Path, split: str) -> dict:
 def run_row(data: Path, out: Path, frac: float, k: int, args, extra: list[str]) -> dict:
     name, run = train_run(data, out, frac, k, args, extra)
     lines = [json.loads(s) for s in (run / "metrics.jsonl").read_text().splitlines()]
-    minutes = (lines[-1]["time"] - lines[0]["time"]) / 60 * len(lines) / max(1, len(lines) - 1)
+    # from the run's start (options.json is written before the data is read) to its last evaluation
+    minutes = (lines[-1]["time"] - (run / "options.json").stat().st_mtime) / 60
     row = {"run": name, "frac": frac, "k": k, "steps": int(lines[-1]["step"]), "minutes": minutes}
     if args.no_eval:
         return {**row, **lines[-1], "split": "valid"}

@@ -139,12 +139,25 @@ def epoch_table(n: int, epochs: int, workers: int) -> list[tuple[str, float]]:
                   ",".join(PAPER_LABELS), "--workers", str(workers), "--epochs"]
         t_ours = [timed(ours + [str(Path(tmp) / f"runs{e}"), "--epochs", str(e)]) for e in (1, 1 + epochs)]
         t_theirs = [timed(theirs + [str(e)]) for e in (1, 1 + epochs)]
+        print(epoch_costs(Path(tmp) / f"runs{1 + epochs}", t_ours[1], 1 + epochs))
         for name, (t1, t2) in (("ccvae train (cache built)", t_ours),
                                (f"official loop: decode-every-epoch loader ({workers} workers) + official step",
                                 t_theirs)):
             rows.append((f"{name}, whole command, {1 + epochs} epochs", n_train * (1 + epochs) / t2))
             rows.append((f"{name}, the {epochs} extra epochs", n_train * epochs / (t2 - t1)))
     return rows
+
+
+def epoch_costs(runs: Path, seconds: float, epochs: int) -> str:
+    """What `ccvae train` spent beside its steps, per epoch, from its metrics.jsonl."""
+    import json
+
+    lines = [json.loads(s) for s in next(runs.glob("*/metrics.jsonl")).read_text().splitlines()]
+    mean = {key: sum(ln[key] for ln in lines) / len(lines) for key in
+            ("eval_seconds", "preview_seconds", "checkpoint_seconds")}
+    return (f"ccvae train, {epochs} epochs in {seconds:.1f} s; per epoch: validation {mean['eval_seconds']:.2f} s "
+            f"({lines[-1]['eval_images']} images, {lines[-1]['eval_draws']} draws), previews "
+            f"{mean['preview_seconds']:.2f} s, checkpoint {mean['checkpoint_seconds']:.2f} s")
 
 
 def machine() -> str:
