@@ -44,7 +44,9 @@ class LoadedModel:
         return [lab.name for lab in self.model.cfg.labels]
 
     def to_tensor(self, images: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(np.ascontiguousarray(images)).to(self.device).float().div_(255.0)
+        # torch.tensor copies (the bytes are converted to floats anyway), so a read-only array such as
+        # a memory-mapped cache needs no writable copy first and raises no warning
+        return torch.tensor(images).to(self.device).float().div_(255.0)
 
     @torch.no_grad()
     def encode(self, images: np.ndarray, batch_size: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
