@@ -77,6 +77,15 @@ def log_q_hat(model, mu_c, sigma_c, z_c0, y, observed, draws: int) -> torch.Tens
     return torch.logsumexp(per, dim=0) - math.log(draws + 1)
 
 
+def importance_log_weight(model, z_c, y, observed, log_q_yO, lq_hat) -> torch.Tensor:
+    """log w = log q(y_O | z_c^(0)) - log q^(y_O | x), carrying no gradient (docs/method.md §3.3).
+
+    A function of its own so that benchmarks/gradient_paths.py can put the official code's path in
+    its place and measure what that path does to learning (docs/experiments.md, "Gradient paths").
+    """
+    return (log_q_yO - lq_hat).detach()
+
+
 def ccvae_bound(model, x: torch.Tensor, y: torch.Tensor, observed: torch.Tensor,
                 draws: int = 100, eps: torch.Tensor | None = None) -> BoundTerms:
     """L(x, y_O) per example. x (B, C, H, W) in [0, 1]; y (B, L) long; observed (B, L) bool.
@@ -98,7 +107,7 @@ def ccvae_bound(model, x: torch.Tensor, y: torch.Tensor, observed: torch.Tensor,
     F = log_px - kl_style - log_qzc + f_labels
 
     lq_hat = log_q_hat(model, mu_c, sigma_c, z_c, y, observed, draws)
-    log_w = (log_q_yO - lq_hat).detach()
+    log_w = importance_log_weight(model, z_c, y, observed, log_q_yO, lq_hat)
     obs_log_pi = model.log_pi.unsqueeze(0).expand(y.shape[0], -1, -1).gather(
         -1, y.clamp_min(0).unsqueeze(-1)).squeeze(-1)
     log_prior_y = torch.where(observed, obs_log_pi, torch.zeros_like(obs_log_pi)).sum(-1)
