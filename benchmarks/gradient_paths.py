@@ -15,6 +15,7 @@ a fresh process with one piece of the objective replaced:
     prior0-a0             ours, alpha = 0, the conditional prior's means starting at 0
     official-w-prior0-a0  both of the official code's choices, alpha = 0
     ours-a100, ours-a1000 w without gradient, alpha = 100 (the default) and 1000
+    official-w-a1000      w with the official code's gradient and alpha = 1000
 
 At f < 1 the labels are chosen at random and 32 of every batch are labelled (`--labelled-per-batch`).
 Prints, per fraction and variant, the validation mean and balanced accuracy after the first epoch,
@@ -40,6 +41,7 @@ VARIANTS = {  # name: (official w path, prior means at 0, alpha)
     "official-w-prior0-a0": (True, True, 0),
     "ours-a100": (False, False, 100),
     "ours-a1000": (False, False, 1000),
+    "official-w-a1000": (True, False, 1000),
 }
 
 
