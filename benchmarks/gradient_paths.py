@@ -17,7 +17,8 @@ a fresh process with one piece of the objective replaced:
     ours-a100, ours-a1000 w without gradient, alpha = 100 (the default) and 1000
     official-w-a1000      w with the official code's gradient and alpha = 1000
 
-At f < 1 the labels are chosen at random and 32 of every batch are labelled (`--labelled-per-batch`).
+At f < 1 the labels are chosen at random and 32 of every batch are labelled (`--labelled-per-batch`);
+every other option is `ccvae train`'s default (64 px among them) unless given after `--`.
 Prints, per fraction and variant, the validation mean and balanced accuracy after the first epoch,
 after a third of the epochs and at the end, the labels above their majority baseline, L1 and
 minutes; the table also goes to OUT/table.md. A finished run is reused when run again.
