@@ -96,12 +96,17 @@ def run_variant(data: Path, out: Path, frac: float, variant: str, args, extra: l
     return done[-1]
 
 
+def marks(epochs: int) -> list[int]:
+    """The epochs the table shows: the first, a third of the way and the last."""
+    return sorted({1, max(1, epochs // 3), epochs})
+
+
 def row(frac: float, variant: str, metrics: Path, epochs: int, seconds: float) -> str:
     lines = [json.loads(line) for line in metrics.read_text().splitlines()]
-    at = {1: lines[0], max(1, epochs // 3): lines[max(1, epochs // 3) - 1], epochs: lines[-1]}
     last = lines[-1]
     above = sum(last["accuracy"][k] > last["majority_baseline"][k] for k in last["accuracy"])
-    curve = " / ".join(f"{m['mean_accuracy']:.3f}, {m['mean_balanced_accuracy']:.3f}" for m in at.values())
+    curve = " / ".join(f"{lines[e - 1]['mean_accuracy']:.3f}, {lines[e - 1]['mean_balanced_accuracy']:.3f}"
+                       for e in marks(epochs))
     return (f"| {frac:g} | {variant} | {curve} | {above}/{len(last['accuracy'])} | {last['recon_l1']:.4f} "
             f"| {seconds / 60:.1f} |")
 
@@ -128,8 +133,8 @@ def main() -> None:
     if unknown:
         ap.error(f"unknown variant(s) {', '.join(unknown)}; choose from {', '.join(VARIANTS)}")
     args.out.mkdir(parents=True, exist_ok=True)
-    third = max(1, args.epochs // 3)
-    rows = [f"| f | variant | validation mean, balanced accuracy after epoch 1 / {third} / {args.epochs} "
+    shown = " / ".join(str(e) for e in marks(args.epochs))
+    rows = [f"| f | variant | validation mean, balanced accuracy after epoch {shown} "
             f"| labels above majority | L1 | minutes |", "| --- | --- | --- | --- | --- | --- |"]
     for frac in (float(f) for f in args.fracs.split(",")):
         for variant in variants:
