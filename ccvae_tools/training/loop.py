@@ -31,9 +31,10 @@ from ccvae_tools.objective.bound import training_loss
 from ccvae_tools.objective.registry import enabled_regularisers
 from ccvae_tools.training.batches import Batches, epoch_order, fits_on_device, labelled_mask
 from ccvae_tools.training.distributed import Dist, broadcast_path, init_distributed
-from ccvae_tools.training.options import TrainOptions, parse_widths, take_shape_from
+from ccvae_tools.training.options import TrainOptions, check_options, parse_widths, take_shape_from
 from ccvae_tools.training.previews import write_preview
 from ccvae_tools.training.progress import ProgressLog
+from ccvae_tools.training.recipe import Choice, choose_recipe, data_facts
 from ccvae_tools.training.resume import check_fits, start_or_resume
 from ccvae_tools.training.runs import describe_data, new_run_dir, print_options, write_json
 from ccvae_tools.training.state import STATE_FILE, save_state
@@ -42,6 +43,7 @@ from ccvae_tools.util.console import info, warn
 from ccvae_tools.util.device import channels_last, native_bf16, pick_device
 from ccvae_tools.util.errors import Interrupted, TrainingError, UsageError
 from ccvae_tools.util.imageops import shift_images
+from ccvae_tools.util.text import safe_text
 
 
 @dataclass
@@ -105,8 +107,10 @@ def train(opts: TrainOptions, resume: str | None = None, dry_run: bool = False,
     if opts.init_from and state is None:
         take_shape_from(opts)
     catalog = _open_data(opts)
+    recipe = choose_recipe(opts, data_facts(catalog, opts))   # a resumed run's options are all set: no choice
+    check_options(opts)
     if run is None and dist.main:
-        run = _new_run(opts, catalog)
+        run = _new_run(opts, catalog, recipe)
     if dry_run:
         return run
     if dist.grouped:
@@ -182,8 +186,9 @@ def _open_data(opts: TrainOptions):
     return catalog
 
 
-def _new_run(opts: TrainOptions, catalog) -> Path:
-    """Check the data (its report on stderr), make the run folder and write the resolved options."""
+def _new_run(opts: TrainOptions, catalog, recipe: list[Choice]) -> Path:
+    """Check the data (its report on stderr), make the run folder and write the resolved options
+    and what the recipe chose (RUN/recipe.json), the choices printed with their reasons."""
     from ccvae_tools.data.report import make_report
 
     report = make_report(catalog, check_files=False)
@@ -192,7 +197,10 @@ def _new_run(opts: TrainOptions, catalog) -> Path:
         raise TrainingError(f"{opts.data}: the data cannot be trained on (see the report above)")
     run = new_run_dir(Path(opts.out), describe_data(catalog.root, catalog.name)[0], opts.sup_frac)
     write_json(run / "options.json", opts.to_json())
+    write_json(run / "recipe.json", [c.to_json() for c in recipe])
     print_options(opts, run)
+    for choice in recipe:
+        info(f"recipe: {safe_text(choice.line())}")
     return run
 
 
@@ -399,7 +407,7 @@ def _timed(fn: Callable[..., None], *args) -> float:
 def _epoch_batches(s: Session) -> tuple[np.ndarray, int]:
     """This epoch's example order and its number of steps (every process takes equal batches)."""
     per_step = _per_process(s) * s.dist.world
-    order = epoch_order(s.split.train_idx, s.split.labelled, s.opts, s.counters.epoch)
+    order = epoch_order(s.split.train_idx, s.split.labelled, s.opts, s.counters.epoch, s.split.train_labels)
     if s.dist.world > 1:
         order = order[: max(len(order) - len(order) % per_step, per_step)]
     return order, max(1, math.ceil(len(order) / per_step))

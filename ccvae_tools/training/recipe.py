@@ -1,0 +1,119 @@
+"""The recipe: what `ccvae train` chooses from the data for the options left at "auto".
+
+A few options have no value that suits every data set: how many labelled images each batch holds
+depends on how many images carry labels, and the likelihood p(x|z) on what the pixels look like.
+Their default is None ("auto"); `choose_recipe` fills each one that neither the user nor the preset
+set, from facts of the catalog, and says why in one line, which training prints before it starts
+and keeps in RUN/recipe.json. The measurements behind each rule are in docs/experiments.md
+("The default recipe").
+
+It reads the catalog (labels, split, a few source images), never the decoded cache, so that
+`--dry-run` shows the recipe at once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from ccvae_tools.data.base import TRAIN, Catalog
+from ccvae_tools.training.batches import labelled_mask
+
+# half of every batch labelled when some train images have no labels (docs/experiments.md, "Few
+# labels" and "The supervision sweep": 32 of 64 read avatars and typefaces at 0.4 % and 6 %)
+LABELLED_SHARE_OF_BATCH = 0.5
+# grayscale images with at least this share of pixels near black or white are glyph-like: the
+# Laplace's best guess there is a blank page, the Bernoulli's draws the strokes
+NEAR_BINARY_SHARE = 0.9
+NEAR = 0.1                       # "near black or white": within 10 % of 0 or 1
+SAMPLE_IMAGES = 64               # source images read to decide
+
+
+@dataclass(frozen=True)
+class Choice:
+    """One option the recipe set: its name, the value and why, in words a user reads."""
+
+    option: str
+    value: Any
+    reason: str
+
+    def line(self) -> str:
+        return f"{self.option.replace('_', '-')} {self.value}: {self.reason}"
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class DataFacts:
+    """What the recipe looks at."""
+
+    train_images: int
+    labelled_images: int             # train images that keep at least one known label
+    channels: int
+    near_binary_share: float | None  # of the sampled pixels; None when no image could be read
+
+    @property
+    def labelled_share(self) -> float:
+        return self.labelled_images / self.train_images if self.train_images else 0.0
+
+
+def data_facts(catalog: Catalog, opts) -> DataFacts:
+    """The labelled share of the train split after --sup-frac and blank cells, and the pixels."""
+    train_idx = np.flatnonzero(catalog.split == TRAIN)
+    kept = labelled_mask(catalog.labels, train_idx, opts)[train_idx]
+    known = ~np.isnan(catalog.labels[train_idx]).all(1) if catalog.labels.shape[1] else np.zeros(len(train_idx), bool)
+    share = None
+    if catalog.preprocess.channels == 1:
+        share = _near_binary_share(catalog, train_idx)
+    return DataFacts(len(train_idx), int((kept & known).sum()), catalog.preprocess.channels, share)
+
+
+def _near_binary_share(catalog: Catalog, train_idx: np.ndarray) -> float | None:
+    """The share of pixels near black or white in up to SAMPLE_IMAGES train images spread over the
+    split (unreadable ones are skipped: the data report counts them)."""
+    from ccvae_tools.data.images import load_image
+    from ccvae_tools.util.errors import DataError
+
+    picks = train_idx[np.linspace(0, len(train_idx) - 1, min(SAMPLE_IMAGES, len(train_idx))).astype(int)]
+    near = total = 0
+    for i in picks:
+        try:
+            x = load_image(catalog.files[i], catalog.preprocess).astype(np.float32) / 255.0
+        except (DataError, OSError, ValueError):
+            continue
+        near += int(((x <= NEAR) | (x >= 1 - NEAR)).sum())
+        total += x.size
+    return near / total if total else None
+
+
+def choose_recipe(opts, facts: DataFacts) -> list[Choice]:
+    """Fill every auto option of `opts` (None) from the facts; returns what was chosen and why."""
+    chosen: list[Choice] = []
+    share_text = f"{100 * facts.labelled_share:.3g} % of the train split has labels"
+    if opts.labelled_per_batch is None:
+        if opts.sup_oversample != 1.0:
+            k, reason = 0, "--sup-oversample shows the labelled images more often instead"
+        elif 0 < facts.labelled_images < facts.train_images:
+            k = max(1, min(int(opts.batch_size * LABELLED_SHARE_OF_BATCH), facts.labelled_images,
+                           opts.batch_size - 1))
+            reason = (f"labelled images in every batch of {opts.batch_size} ({share_text}: "
+                      f"{facts.labelled_images:,} of {facts.train_images:,}; the rest train unlabelled)")
+        else:   # every train image labelled (or none: training refuses that later, with its own message)
+            k, reason = 0, f"every image once an epoch, the paper's schedule ({share_text})"
+        opts.labelled_per_batch = k
+        chosen.append(Choice("labelled_per_batch", k, reason))
+    if opts.likelihood is None:
+        opts.likelihood, reason = _likelihood(facts)
+        chosen.append(Choice("likelihood", opts.likelihood, reason))
+    return chosen
+
+
+def _likelihood(facts: DataFacts) -> tuple[str, str]:
+    if facts.channels == 1 and facts.near_binary_share is not None and facts.near_binary_share >= NEAR_BINARY_SHARE:
+        return "bernoulli", (f"grayscale, {100 * facts.near_binary_share:.0f} % of the pixels near black or white "
+                             f"(glyph-like: the Laplace would draw a blank page)")
+    what = "colour images" if facts.channels == 3 else "grayscale images with mid-tones"
+    return "laplace", f"{what} (the paper's likelihood)"

@@ -1,0 +1,98 @@
+"""The recipe (training/recipe.py): what `ccvae train` chooses from the data for the options left at
+auto, why it says so, and that what the user or `--preset paper` sets is kept."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from ccvae_tools.training.recipe import DataFacts, choose_recipe
+from ccvae_tools.training.options import resolve_options
+from helpers.cli import run_cli
+
+
+def _dry_run(data: Path, tmp: Path, capsys, *flags: str) -> tuple[dict, list[dict], str]:
+    """`ccvae train DATA --dry-run FLAGS`: the options and the recipe it wrote, and its stderr."""
+    out = tmp / "runs"
+    code, _, err = run_cli(["train", data, "--dry-run", "--image-size", "32", "--out", out,
+                            "--cache-dir", tmp / "cache", *flags], capsys)
+    assert code == 0, err
+    run = sorted(out.iterdir())[-1]
+    return json.loads((run / "options.json").read_text()), json.loads((run / "recipe.json").read_text()), err
+
+
+def _glyph_csv(root: Path, n: int = 40, blank_from: int | None = None) -> Path:
+    """A folder + CSV set of n 32 px grayscale images: black bars on white (glyph-like); the label
+    cells of rows from `blank_from` on are left blank (no label)."""
+    root.mkdir(parents=True, exist_ok=True)
+    rows = ["file,bold,italic"]
+    for i in range(n):
+        img = np.full((32, 32), 255, np.uint8)
+        img[8:24, 10: 12 + 2 * (i % 4)] = 0
+        Image.fromarray(img, "L").save(root / f"g{i}.png")
+        cells = ",," if blank_from is not None and i >= blank_from else f",{i % 2},{(i // 2) % 2}"
+        rows.append(f"g{i}.png{cells}")
+    (root / "labels.csv").write_text("\n".join(rows) + "\n")
+    return root / "labels.csv"
+
+
+def test_blank_label_cells_get_labelled_images_in_every_batch_and_glyphs_the_bernoulli(tmp_path, capsys):
+    csv = _glyph_csv(tmp_path / "glyphs", n=200, blank_from=50)     # a quarter of the rows labelled
+    options, recipe, err = _dry_run(csv, tmp_path, capsys)
+    chosen = {c["option"]: c for c in recipe}
+    assert options["labelled_per_batch"] == 32 == chosen["labelled_per_batch"]["value"]
+    assert "of the train split has labels" in chosen["labelled_per_batch"]["reason"]
+    assert options["likelihood"] == "bernoulli" == chosen["likelihood"]["value"]
+    assert "recipe: labelled-per-batch 32" in err and "recipe: likelihood bernoulli" in err
+
+
+def test_every_row_labelled_keeps_the_paper_schedule(tmp_path, capsys):
+    csv = _glyph_csv(tmp_path / "glyphs", n=40)
+    options, recipe, _ = _dry_run(csv, tmp_path, capsys)
+    assert options["labelled_per_batch"] == 0
+    assert "100 % of the train split has labels" in recipe[0]["reason"]
+
+
+def test_sup_frac_below_one_gets_labelled_images_in_every_batch(avatar_dir_200, tmp_path, capsys):
+    options, recipe, _ = _dry_run(avatar_dir_200, tmp_path, capsys, "--sup-frac", "0.1")
+    k = {c["option"]: c["value"] for c in recipe}
+    assert options["labelled_per_batch"] == 16 == k["labelled_per_batch"]   # 16 labelled of 160 train images
+    assert options["likelihood"] == "laplace" == k["likelihood"]           # colour: the paper's
+
+
+def test_what_the_user_gives_is_kept_and_not_listed(avatar_dir_200, tmp_path, capsys):
+    options, recipe, _ = _dry_run(avatar_dir_200, tmp_path, capsys, "--sup-frac", "0.5", "--labelled-per-batch", "8",
+                               "--likelihood", "bernoulli")
+    assert options["labelled_per_batch"] == 8 and options["likelihood"] == "bernoulli"
+    assert recipe == []
+
+
+def test_preset_paper_trains_the_papers_schedule_exactly(avatar_dir_200, tmp_path, capsys):
+    options, recipe, _ = _dry_run(avatar_dir_200, tmp_path, capsys, "--preset", "paper", "--sup-frac", "0.06",
+                               "--format", "celeba")
+    assert recipe == []
+    assert options["labelled_per_batch"] == 0
+    assert options["likelihood"] == "laplace" and options["classifier_weight"] == 0.0
+    assert options["batch_size"] == 200 and options["lr"] == 1e-4
+
+
+def test_sup_oversample_given_means_no_labelled_images_per_batch():
+    opts = resolve_options({"sup_oversample": 3.0})
+    chosen = choose_recipe(opts, DataFacts(train_images=100, labelled_images=10, channels=3, near_binary_share=None))
+    assert opts.labelled_per_batch == 0 and "--sup-oversample" in chosen[0].reason
+
+
+def test_few_labelled_images_cap_the_labelled_share_of_a_batch():
+    opts = resolve_options({})
+    choose_recipe(opts, DataFacts(train_images=9_600, labelled_images=5, channels=3, near_binary_share=None))
+    assert opts.labelled_per_batch == 5            # never more than there are labelled images
+
+
+def test_grayscale_with_mid_tones_keeps_the_laplace():
+    opts = resolve_options({})
+    chosen = choose_recipe(opts, DataFacts(train_images=100, labelled_images=100, channels=1, near_binary_share=0.4))
+    assert opts.likelihood == "laplace" and "mid-tones" in chosen[-1].reason
