@@ -6,8 +6,10 @@ from ccvae_tools.objective.adversary import StyleAdversaryTerm
 from ccvae_tools.objective.base import Regulariser
 from ccvae_tools.objective.cycle import SwapCycleTerm
 from ccvae_tools.objective.decorrelate import DecorrelationTerm
+from ccvae_tools.objective.pseudo import PseudoLabelTerm
 
-REGULARISERS: tuple[type[Regulariser], ...] = (StyleAdversaryTerm, DecorrelationTerm, SwapCycleTerm)
+REGULARISERS: tuple[type[Regulariser], ...] = (StyleAdversaryTerm, DecorrelationTerm, SwapCycleTerm,
+                                                PseudoLabelTerm)
 
 
 def enabled_regularisers(opts, model, *, world: int, device) -> list[Regulariser]:
