@@ -136,14 +136,15 @@ class DecodeEveryEpoch(torch.utils.data.Dataset):
         return x, torch.from_numpy(self.labels[i])
 
 
-def read_celeba(root, labels: list[str]):
-    """Train-split files and 0/1 labels of a CelebA-layout folder (list_attr_celeba.txt, list_eval_partition.txt)."""
+def read_celeba(root, labels: list[str], partition: str = "0"):
+    """Files and 0/1 labels of one split of a CelebA-layout folder (list_attr_celeba.txt,
+    list_eval_partition.txt; partition "0" train, "1" validation, "2" test)."""
     root = Path(root)
     lines = (root / "list_attr_celeba.txt").read_text().split("\n")
     header = lines[1].split()
     cols = [header.index(n) for n in labels]
     train = {ln.split()[0] for ln in (root / "list_eval_partition.txt").read_text().split("\n")
-             if ln.strip() and ln.split()[1] == "0"}
+             if ln.strip() and ln.split()[1] == partition}
     files, ys = [], []
     for ln in lines[2:]:
         parts = ln.split()
@@ -154,8 +155,10 @@ def read_celeba(root, labels: list[str]):
 
 
 def train_official(root, labels: list[str], epochs: int, sup_frac: float = 0.06, batch_size: int = 200,
-                   workers: int = 2, lr: float = 1e-4, seed: int = 0) -> int:
-    """The official schedule on a CelebA-layout folder; returns the number of images trained on."""
+                   workers: int = 2, lr: float = 1e-4, seed: int = 0, after_epoch=None) -> int:
+    """The official schedule on a CelebA-layout folder; returns the number of images trained on.
+    `after_epoch(net, epoch)`, when given, is called after every epoch (benchmarks/time_to_useful.py
+    evaluates there, and keeps that time out of the training time)."""
     torch.manual_seed(seed)
     files, ys = read_celeba(root, labels)
     n_sup = int(sup_frac * len(files))
@@ -168,7 +171,7 @@ def train_official(root, labels: list[str], epochs: int, sup_frac: float = 0.06,
     net = OfficialNet(len(labels), len(labels) + 27)
     opt = torch.optim.Adam(net.parameters(), lr=lr)
     seen = 0
-    for _ in range(epochs):
+    for epoch in range(epochs):
         period = supervised_period(len(sup), len(unsup))
         sup_it, unsup_it, done_sup = iter(sup), iter(unsup), 0
         for i in range(len(sup) + len(unsup)):
@@ -182,6 +185,8 @@ def train_official(root, labels: list[str], epochs: int, sup_frac: float = 0.06,
             opt.step()
             opt.zero_grad()
             seen += len(x)
+        if after_epoch is not None:
+            after_epoch(net, epoch + 1)
     return seen
 
 
