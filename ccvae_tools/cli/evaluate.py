@@ -247,3 +247,13 @@ def eval_cmd(
         console = _stdout_console()
         for r in render_report(report):
             console.print(r)
+    _weak_spots(report, m.meta)
+
+
+def _weak_spots(report: dict, meta: dict) -> None:
+    """The weak-spot lines after the tables (on stderr, so that --json stays one object on stdout)."""
+    from ccvae_tools.evaluation.weak_spots import eval_weak_spots
+    from ccvae_tools.util.console import info
+
+    for line in eval_weak_spots(report["metrics"], meta):
+        info(f"weak spot: {line}")

@@ -271,6 +271,7 @@ def sample_cmd(
     rows = [list(imgs[r: r + cols]) for r in range(0, n, cols)]
     picture = render.grid(rows, scale=s.scale(size), resample=resample)
     _write(picture, target, fmt, output is None)
+    _warn_unread(s, imgs, assign, "samples", "the value")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -316,6 +317,16 @@ def edit_cmd(
         cells = [arr[b], recon[b], edited[b]] if compare else [edited[b]]
         pictures.append(render.grid([cells], scale=s.scale(size), resample=resample, pad=2 if compare else 0))
     _write_many(targets, pictures, fmt, output)
+    _warn_unread(s, edited, assign, "edited images", "the edit")
+
+
+def _warn_unread(s: _Session, images, assign: dict[int, int], what: str, change: str) -> None:
+    """A warning for each --set that the model reads as not done in some of the pictures made."""
+    from ccvae_tools.evaluation.weak_spots import read_back, read_back_warnings
+    from ccvae_tools.util.console import warn
+
+    for line in read_back_warnings(read_back(s.model, s.m.to_tensor(images), assign), s.m.labels, what, change):
+        warn(line)
 
 
 def _many_targets(images: list[str], output: Optional[str], suffix: str, force: bool) -> list[str]:

@@ -14,14 +14,16 @@ from ccvae_tools.data.base import TEST, Decoded
 from ccvae_tools.evaluation.heldout import heldout_pass
 from ccvae_tools.evaluation.parts import (EvalSet, Report, classification, conditional_samples,
                                           judge_accuracy_and_edits, reconstruction_and_bound,
-                                          style_probe_and_capture)
+                                          self_read_edits, style_probe_and_capture)
 from ccvae_tools.evaluation.truth import ContinuousTruth, GroundTruth
+from ccvae_tools.evaluation.weak_spots import SELF_READ_IMAGES
 
 
 def evaluate_model(m, data: Decoded, *, split: int = TEST, judge=None, truth: GroundTruth | None = None,
                    continuous: ContinuousTruth | None = None,
                    max_images: int | None = None, seed: int = 0, draws: int = 100, samples: int = 64,
-                   edit_cap: int = 500, capture_cap: int = 5000, batch_size: int = 256,
+                   edit_cap: int = 500, capture_cap: int = 5000, self_read_cap: int = SELF_READ_IMAGES,
+                   batch_size: int = 256,
                    progress: Callable[[str], None] | None = None) -> dict:
     """Evaluate a loaded model (`api.LoadedModel`) on a decoded data set whose labels are the model's
     labels in the model's order. Returns {"metrics": ..., "details": ..., "seconds": ...}; `metrics`
@@ -30,7 +32,8 @@ def evaluate_model(m, data: Decoded, *, split: int = TEST, judge=None, truth: Gr
     1 classification of q(y|x) at the posterior mean vs the TRAIN majority class; 2 reconstruction L1
     and the bound L(x, y) with all known labels observed (K = draws); 3 each label read from z_s by a
     linear probe and characteristic capture (with ground truth: variants, or continuous
-    characteristics); 4 the judge's own accuracy and the
+    characteristics), after the edits of the first self_read_cap images read back by the model's
+    own classifier (`metrics["edit_self_read"]`, no judge needed); 4 the judge's own accuracy and the
     success and leakage of edits; 5 conditional samples: carried label and diversity. Parts 4-5 need
     a judge (`evaluation.judge.Judge`). Deterministic for a seed; the global torch RNG is left as it was.
     """
@@ -42,6 +45,8 @@ def evaluate_model(m, data: Decoded, *, split: int = TEST, judge=None, truth: Gr
                              batch_size, draws, seed=seed, device=m.device)
         mu_test, pred = classification(ev, codes, report)
         reconstruction_and_bound(ev, codes, draws, report)
+    with report.timed("self_read"):
+        self_read_edits(ev, mu_test, self_read_cap, report)
     with report.timed("capture"):
         style_probe_and_capture(ev, mu_test, truth, capture_cap, report, continuous)
     if judge is not None:

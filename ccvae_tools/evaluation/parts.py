@@ -3,6 +3,8 @@ set (`EvalSet`: the model, the data, the images chosen) that writes its numbers 
 
     1 classification            q(y|x) at the posterior mean against the TRAIN majority class
     2 reconstruction_and_bound  mean per-pixel L1 of the reconstructions and the bound L(x, y)
+      self_read_edits           edits read back by the model's own classifier (no judge needed;
+                                `weak_spots`: what `ccvae eval` names as weak spots)
     3 style_probe_and_capture   each label read from z_s by a linear probe; characteristic capture
     4 judge_accuracy_and_edits  the judge's own accuracy; success and leakage of edits, plain and
                                 consistent with the label combinations seen in training
@@ -31,6 +33,7 @@ from ccvae_tools.evaluation.metrics import (capture_accuracy, capture_scores, ca
                                             edit_success, json_ready, label_combinations, leakage,
                                             majority_classes, mean_of, sample_diversity)
 from ccvae_tools.evaluation.truth import ContinuousTruth, GroundTruth, capture_class
+from ccvae_tools.evaluation.weak_spots import SELF_READ_KEY, self_read_from_codes
 from ccvae_tools.interventions import conditional_sample, edit
 
 JUDGE_CHUNK = 1024          # evaluated images handed to the judge at a time
@@ -149,6 +152,16 @@ def reconstruction_and_bound(ev: EvalSet, codes: HeldoutPass, draws: int, report
     bound = codes.mean_bound()
     report.metrics.update({"recon_l1": codes.mean_recon_l1(), "bound": bound, "bound_per_pixel": bound / pixels,
                            "draws": int(draws)})
+
+
+def self_read_edits(ev: EvalSet, mu_test: torch.Tensor, cap: int, report: Report) -> None:
+    """Every label of the first `cap` evaluated images set to each other class and read back by the
+    model's own encoder and classifier (`weak_spots.self_read_from_codes`): the judge-free measure
+    the weak-spot lines use."""
+    n = min(ev.n, cap)
+    ev.say(f"eval: edits of {n:,} images read back by the model's own classifier")
+    report.metrics[SELF_READ_KEY] = self_read_from_codes(ev.model, mu_test[:n])
+    report.counts[SELF_READ_KEY] = int(n)
 
 
 # --- part 3: labels from z_s; characteristic capture --------------------------------------------------
