@@ -165,6 +165,8 @@ def train_official(root, labels: list[str], epochs: int, sup_frac: float = 0.06,
     prior = torch.from_numpy(ys[:n_sup].mean(0)).clamp(1e-3, 1 - 1e-3)
 
     def loader(a, b):
+        if a >= b:                     # every image labelled (sup_frac 1): no unlabelled batches
+            return []
         return torch.utils.data.DataLoader(DecodeEveryEpoch(files[a:b], ys[a:b]), batch_size=batch_size,
                                            shuffle=True, num_workers=workers)
     sup, unsup = loader(0, n_sup), loader(n_sup, len(files))

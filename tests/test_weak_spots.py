@@ -276,3 +276,26 @@ def _meta(path: Path) -> dict:
     from ccvae_tools.model.weights import read_metadata
 
     return read_metadata(path)
+
+
+def test_train_ends_with_its_weak_spots(barely_trained):
+    """The run folder keeps the lines `ccvae train` printed at its end, made from its last held-out
+    pass and the edits of its validation images read back."""
+    run = barely_trained.parent
+    kept = json.loads((run / "weak_spots.json").read_text())
+    last = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])
+    self_read = kept["edit_self_read"]
+    assert set(self_read["success"]) == set(last["accuracy"]) and self_read["images"] == last["eval_images"]
+    expected = weak_spot_lines(last["accuracy"], last["majority_baseline"], self_read["success"],
+                               **run_facts(_meta(barely_trained)))
+    assert kept["lines"] == expected and kept["lines"][-1].startswith("try more epochs (this run had 1)")
+
+
+def test_train_prints_its_weak_spots(avatar_celeba_dir, tmp_path, capsys):
+    args = ["train", avatar_celeba_dir, "--image-size", 32, "--epochs", 1, "--batch-size", 16, "--z-style", 4,
+            "--draws", 2, "--preview-every", 0, "--device", "cpu", "--out", tmp_path, "--seed", 1]
+    code, out, err = run_cli(args, capsys)
+    assert code == 0, err
+    kept = json.loads(next(tmp_path.glob("*/weak_spots.json")).read_text())
+    printed = [ln[len("weak spot: "):] for ln in (out + err).splitlines() if ln.startswith("weak spot: ")]
+    assert printed == kept["lines"] and printed

@@ -24,6 +24,7 @@ import torch
 from ccvae_tools.data.base import TEST, TRAIN, VALID, Decoded
 from ccvae_tools.evaluation.heldout import heldout_metrics
 from ccvae_tools.evaluation.metrics import majority_classes
+from ccvae_tools.evaluation.weak_spots import self_read_edit_success, weak_spot_lines
 from ccvae_tools.model.network import CCVAE, ModelConfig, label_block_sizes, num_parameters
 from ccvae_tools.model.weights import build_metadata, load_model, save_model
 from ccvae_tools.objective.base import Regulariser
@@ -122,6 +123,7 @@ def train(opts: TrainOptions, resume: str | None = None, dry_run: bool = False,
         torch.distributed.barrier()
         torch.distributed.destroy_process_group()
     if dist.main:
+        _say_weak_spots(session)
         info(f"done: {run / 'model.safetensors'}")
     return run
 
@@ -512,6 +514,33 @@ def _evaluate(s: Session, log: ProgressLog, stopped: bool) -> dict | None:
         line.update(reg.epoch_means())
     log.eval_line(c.epoch, metrics)
     return {**line, **s.last_metrics}
+
+
+WEAK_SPOT_IMAGES = 256                # held-out images whose edits are read back at the end of a run
+
+
+def _say_weak_spots(s: Session) -> None:
+    """At the end of a run, what it is worth: the weak-spot lines `ccvae eval` prints (labels at their
+    baseline on the held-out split, edits the model's own classifier does not read as done), also
+    kept in RUN/weak_spots.json. Nothing is said when the run has no held-out images."""
+    if not len(s.split.eval_idx) or not s.last_metrics.get("accuracy"):
+        return
+    was_training = s.model.training
+    s.model.eval()
+    x, _, _ = s.eval_batches.get(s.split.eval_idx[:WEAK_SPOT_IMAGES])
+    self_read = self_read_edit_success(s.model, x)
+    s.model.train(was_training)
+    lines = weak_spot_lines(s.last_metrics["accuracy"], s.last_metrics.get("majority_baseline", {}),
+                            self_read["success"], image_size=s.opts.image_size,
+                            labelled_fraction=s.data_meta.get("labelled_fraction"), epochs=s.counters.epoch,
+                            swap_cycle=s.opts.swap_cycle)
+    write_json(s.run / "weak_spots.json", {"split": s.last_metrics.get("split"), "lines": lines,
+                                           "edit_self_read": self_read})
+    for line in lines:
+        info(f"weak spot: {line}")
+    if not lines:
+        info(f"no weak spot: every label read above its majority class, edits read as done "
+             f"(mean {self_read['mean_success']:.2f}, by the model's own classifier)")
 
 
 def _preview(s: Session, stopped: bool) -> None:
