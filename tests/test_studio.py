@@ -40,6 +40,7 @@ SIZE = 32                                                  # and its image size
 CARD = "tiny test model\nlabels: Smiling, Eyeglasses, Blond_Hair\n"
 PNG_URL = "data:image/png;base64,"
 PAD = 2                                                    # render.grid's padding, as in test_intervene
+BASE = "http://127.0.0.1:7860"                             # the guard answers only its own host names
 
 
 # ----------------------------------------------------------------------------------------------
@@ -139,14 +140,14 @@ def studio(tiny, example_files):
 
 @pytest.fixture(scope="module")
 def client(studio):
-    with TestClient(create_app(studio, card_text=CARD)) as c:
+    with TestClient(create_app(studio, card_text=CARD), base_url=BASE) as c:
         yield c
 
 
 @pytest.fixture(scope="module")
 def lenient(studio):
     """The same app, answering a crash as the real server does (500) instead of raising it here."""
-    with TestClient(create_app(studio, card_text=CARD), raise_server_exceptions=False) as c:
+    with TestClient(create_app(studio, card_text=CARD), base_url=BASE, raise_server_exceptions=False) as c:
         yield c
 
 
@@ -542,7 +543,7 @@ def test_concurrent_renders_equal_the_same_requests_alone(client, a, b):
 
 def test_oldest_upload_is_evicted_examples_never(tiny, example_files, monkeypatch):
     monkeypatch.setattr(studio_engine, "MAX_IMAGES", 2)
-    with TestClient(create_app(Studio(load(tiny), examples=[("ex0", example_files[0])]))) as c:
+    with TestClient(create_app(Studio(load(tiny), examples=[("ex0", example_files[0])])), base_url=BASE) as c:
         ids = [upload(c, noise_png(30 + k)).json()["id"] for k in range(3)]
         assert "upload it again" in error_of(c.get(f"/api/images/{ids[0]}"), 404)
         assert error_of(post(c, "/api/render", {"image": ids[0]}), 404)
@@ -619,7 +620,7 @@ def test_command_hands_the_app_and_socket_to_the_server(tiny, tmp_path, capsys, 
         assert code == 0, err
         assert out.strip() == f"http://127.0.0.1:{sock.getsockname()[1]}/"
         assert "reachable from other machines" not in err                 # loopback: no warning
-        with TestClient(served["app"]) as c:
+        with TestClient(served["app"], base_url=f"http://127.0.0.1:{sock.getsockname()[1]}") as c:
             assert [e["name"] for e in c.get("/api/model").json()["examples"]] == ["a-one", "b-two"]
             assert "tiny" in c.get("/api/card").json()["text"]
     finally:

@@ -14,7 +14,7 @@ from typing import Optional
 
 import typer
 
-from ccvae_tools.cli.params import DEVICE, MODEL, Commands, number
+from ccvae_tools.cli.params import DEVICE, MODEL, QUIET, Commands, number
 from ccvae_tools.util import console
 from ccvae_tools.util.errors import UsageError
 from ccvae_tools.util.text import safe_text
@@ -44,7 +44,7 @@ def studio_cmd(
     open_browser: bool = typer.Option(False, "--open", help="Open the page in a browser."),
     examples: Optional[Path] = typer.Option(None, "--examples", help="Folder of example images to offer "
                                             "(default: the shipped examples of a shipped model)."),
-    model: Optional[str] = MODEL, device: Optional[str] = DEVICE,
+    model: Optional[str] = MODEL, device: Optional[str] = DEVICE, quiet: bool = QUIET,
 ) -> None:
     """A local web page: one slider per label, q(y) live, 2-D pad, sample, swap, PNG and GIF downloads."""
     import importlib.util
@@ -56,15 +56,15 @@ def studio_cmd(
     sock = _bind(host, port)
     try:
         m = cli_io.open_model(model, device)
-        app = _app(m, _examples(examples, m.path))
+        app = _app(m, _examples(examples, m.path), host)
     except BaseException:
         sock.close()
         raise
     url = f"http://{_url_host(host)}:{sock.getsockname()[1]}/"
     if not _is_loopback(host):
-        console.warn(f"--host {safe_text(host)}: the studio is reachable from other machines; anyone who "
-                     f"can reach this one can use it (it has no login)")
+        console.warn(_exposed(host, sock.getsockname()[1]))
     print(url, flush=True)
+    cli_io.say_model(m.path, quiet)          # at the start: the studio runs until Ctrl-C
     console.info(f"studio of {safe_text(m.path.name)} at {url} (Ctrl-C stops it)")
     if open_browser:
         import webbrowser
@@ -73,7 +73,16 @@ def studio_cmd(
     _serve(app, sock)
 
 
-def _app(m, examples: list[Path]):
+def _exposed(host: str, port: int) -> str:
+    """The warning of a non-loopback --host: what is reachable, from where, and that no one logs in."""
+    where = (f"every address of this machine, port {port}" if host in ("0.0.0.0", "::", "")
+             else f"http://{_url_host(host)}:{port}/")
+    return (f"--host {safe_text(host)}: the studio is reachable from other machines on the network at "
+            f"{safe_text(where)}, without authentication: anyone who can reach it can use the model and "
+            f"see the images uploaded to it")
+
+
+def _app(m, examples: list[Path], host: str = "127.0.0.1"):
     from ccvae_tools.cli.inspect import render_card
     from ccvae_tools.model.card import model_card
     from ccvae_tools.studio.engine import Studio
@@ -81,7 +90,8 @@ def _app(m, examples: list[Path]):
     from ccvae_tools.training.options import card_options
 
     studio = Studio(m, [(p.stem, p) for p in examples])
-    return create_app(studio, card_text=render_card(model_card(m.path, shown_options=card_options())))
+    return create_app(studio, card_text=render_card(model_card(m.path, shown_options=card_options())),
+                      bind=host)
 
 
 def _examples(folder: Optional[Path], model_path: Path) -> list[Path]:
@@ -137,11 +147,10 @@ def _bind(host: str, port: int):
 
 
 def _serve(app, sock) -> None:
-    import uvicorn
+    from ccvae_tools.studio.serving import make_server
 
-    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
     try:
-        uvicorn.Server(config).run(sockets=[sock])
+        make_server(app).run(sockets=[sock])
     finally:
         sock.close()
     sys.stdout.flush()

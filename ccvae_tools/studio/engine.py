@@ -12,6 +12,7 @@ shows the reconstruction. A swapped label takes the second image's z_c^i, as `cc
 
 from __future__ import annotations
 
+import io
 import math
 import secrets
 import threading
@@ -22,11 +23,13 @@ from typing import Any, Sequence
 
 import numpy as np
 import torch
+from PIL import Image
 
 from ccvae_tools import render
 from ccvae_tools.animation import traversal_loop
-from ccvae_tools.data.images import load_image
+from ccvae_tools.data.images import MAX_PIXELS, decoding, load_image
 from ccvae_tools.interventions import conditional_sample, point_along, position_along, traversal_path
+from ccvae_tools.util.errors import DataError
 
 PATH_POINTS = 129            # samples of each label's path (the slider moves smoothly between them)
 MAX_IMAGES = 64              # uploads kept (all tabs together); the least recently used go first
@@ -34,6 +37,13 @@ MAX_SAMPLES = 64
 DOWNLOAD_SCALE = 4           # the PNG download: 64 px -> 256 px, nearest neighbour
 GIF_FRAMES, GIF_FPS = 48, 15 # as `ccvae gif`
 CLASSIFY_DRAWS = 100         # q(y | image) as `ccvae classify` computes it (same seed, same numbers)
+# An upload is decoded in full before it is shrunk to the model's size: a server that decodes for
+# every tab at once keeps each decode small (16 MP: ~0.3 s and ~50 MB here) and few at a time. JPEG
+# photos may be as large as the loader allows (64 MP): it decodes them at 1/2 to 1/8 of their size.
+UPLOAD_PIXELS = 4096 * 4096
+DRAFTED = ("JPEG", "MPO")
+MAX_FRAMES = 1000            # the first frame is used; an animation of more frames is refused
+DECODERS = 2                 # uploads decoded at once (the others wait): bounds a burst's memory
 
 
 class UnknownImage(KeyError):
@@ -62,6 +72,7 @@ class Studio:
     def __init__(self, m: Any, examples: Sequence[tuple[str, str | Path]] = (), span: float = 2.0):
         self.m, self.model, self.span = m, m.model, span
         self.lock = threading.Lock()          # one model; requests from several tabs take turns
+        self.decoders = threading.BoundedSemaphore(DECODERS)
         self.images: OrderedDict[str, Picture] = OrderedDict()
         with torch.no_grad():
             self.paths = [traversal_path(self.model, i, PATH_POINTS, span).cpu() for i in range(len(m.labels))]
@@ -84,8 +95,12 @@ class Studio:
                 "examples": [{"id": p.id, "name": p.name, "thumbnail": p.pixels} for p in self.examples]}
 
     def upload(self, data: bytes, name: str) -> Picture:
-        """An image file's bytes through the CLI's validated loader (a DataError names what is wrong)."""
-        return self._add(name, load_image(data, self.m.preprocess, name=name))
+        """An image file's bytes through the CLI's validated loader (a DataError names what is wrong),
+        after the studio's own limits (`check_upload`)."""
+        with self.decoders:
+            check_upload(data, name)
+            pixels = load_image(data, self.m.preprocess, name=name)
+        return self._add(name, pixels)
 
     def picture(self, image_id: str) -> Picture:
         with self.lock:
@@ -163,6 +178,46 @@ class Studio:
         probs = self.m.classify(images, draws=CLASSIFY_DRAWS)
         return [[probs[b, i, : lab.num_classes].tolist() for i, lab in enumerate(self.m.labels)]
                 for b in range(len(images))]
+
+
+def check_upload(data: bytes, name: str) -> None:
+    """Refuse, from the file's header alone (nothing decoded), a picture of more than UPLOAD_PIXELS
+    (JPEG: MAX_PIXELS) or an animation of more than MAX_FRAMES frames. A file PIL cannot open is
+    left to `load_image`, which says what is wrong with it."""
+    try:
+        with decoding():
+            img = Image.open(io.BytesIO(data))
+    except Exception:  # noqa: BLE001 - not an image, a bomb PIL refuses itself...: the loader's message
+        return
+    w, h = img.size
+    limit = MAX_PIXELS if img.format in DRAFTED else UPLOAD_PIXELS
+    if w * h > limit:
+        raise DataError(f"{name}: {w}x{h} pixels is more than the studio decodes (at most "
+                        f"{limit / 1e6:.1f} megapixels; or a decompression bomb); resize it first")
+    try:
+        with decoding():
+            too_many = _frames_over(img, MAX_FRAMES)
+    except Exception:  # noqa: BLE001 - a broken later frame: the loader reads only the first
+        too_many = False
+    if too_many:
+        raise DataError(f"{name}: an animation of more than {MAX_FRAMES} frames; give a still image "
+                        f"(the studio uses the first frame)")
+
+
+def _frames_over(img: Image.Image, limit: int) -> bool:
+    """Whether the file holds more than `limit` frames, at the cost of `limit` frames at most.
+
+    Counting a GIF's frames (n_frames) walks the whole file, 0.6 s for 7 MB of 1-pixel frames; seeking
+    to frame `limit` skips the frames before it undecoded. Other formats state their count (APNG
+    acTL, WebP, TIFF directories), and seeking an APNG would decode every frame on the way.
+    """
+    if img.format != "GIF":
+        return getattr(img, "n_frames", 1) > limit
+    try:
+        img.seek(limit)
+    except EOFError:
+        return False
+    return True
 
 
 def png(image: Any, scale: int = 1) -> bytes:

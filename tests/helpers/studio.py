@@ -12,12 +12,15 @@ from __future__ import annotations
 import argparse
 import base64
 import contextlib
+import http.client
 import io
+import json
 import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import NamedTuple
 
 ROOT = Path(__file__).resolve().parents[2]
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
@@ -51,21 +54,34 @@ def why_no_browser() -> str | None:
 @contextlib.contextmanager
 def running_studio(args: list[str]):
     """`ccvae studio --port 0 ARGS` as a process; yields its URL (the first line it prints)."""
+    with studio_process(args) as proc:
+        yield proc.url
+
+
+@contextlib.contextmanager
+def studio_process(args: list[str], log: Path | None = None):
+    """`ccvae studio --port 0 ARGS` as a process (its stderr into the file `log`, if given); yields
+    the Popen with `.url` and `.port` added."""
     cmd = [sys.executable, "-m", "ccvae_tools", "studio", "--port", "0", *args]
     env = {**os.environ, "CCVAE_DEVICE": "cpu"}
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
+    err = open(log, "w", encoding="utf-8") if log is not None else subprocess.PIPE
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, text=True, env=env, cwd=ROOT)
     try:
         url = proc.stdout.readline().strip()
         if not url.startswith("http://"):
             proc.kill()
-            raise RuntimeError(f"ccvae studio did not start: {url!r} {proc.stderr.read()[-2000:]}")
-        yield url
+            said = log.read_text(encoding="utf-8") if log is not None else proc.stderr.read()
+            raise RuntimeError(f"ccvae studio did not start: {url!r} {said[-2000:]}")
+        proc.url, proc.port = url, int(url.rstrip("/").rsplit(":", 1)[1])
+        yield proc
     finally:
         proc.terminate()
         try:
             proc.wait(10)
         except subprocess.TimeoutExpired:  # pragma: no cover
             proc.kill()
+        if log is not None:
+            err.close()
 
 
 @contextlib.contextmanager
@@ -86,6 +102,33 @@ def browser_page(url: str, width: int = 1280, height: int = 900):
             yield page
         finally:
             browser.close()
+
+
+class Answer(NamedTuple):
+    status: int
+    headers: dict[str, str]          # names in lower case
+    body: bytes
+
+    def json(self):
+        return json.loads(self.body)
+
+
+def request(port: int, method: str, path: str, body: bytes | None = None, headers: dict | None = None,
+            timeout: float = 30.0) -> Answer:
+    """One HTTP request to the studio on 127.0.0.1:`port` on a connection of its own; `headers` may
+    set Host (else http.client writes 127.0.0.1:port)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.request(method, path, body=body, headers=headers or {})
+        r = conn.getresponse()
+        return Answer(r.status, {k.lower(): v for k, v in r.getheaders()}, r.read())
+    finally:
+        conn.close()
+
+
+def post_json(port: int, path: str, body, headers: dict | None = None) -> Answer:
+    return request(port, "POST", path, json.dumps(body).encode(),
+                   {"Content-Type": "application/json", **(headers or {})})
 
 
 def edited_version(page) -> int:
