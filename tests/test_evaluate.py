@@ -387,6 +387,7 @@ def test_eval_is_deterministic_and_renders(avatar_dir_200, avatar_model, judge20
     assert a == b and a["metrics"]["images"] == 12 and a["metrics"]["seed"] == 3
     code, table, err = run_cli(args, capsys)
     assert code == 0, err
+    assert f"model: {avatar_model}" in err.splitlines() and "model:" not in table     # which weights, on stderr
     assert "Eyeglasses" in table and "edit success" in table and "from z_c" in table
     assert "\x1b[" not in table                                # no colour off a terminal
 

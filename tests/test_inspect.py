@@ -142,7 +142,7 @@ def test_info_card(weights, capsys):
                    "0 epochs", "metrics        none recorded", "licence", "ccvae 0.1.0", "KB)"):
         assert needle in out, needle
     assert "\x1b[" not in out                             # no colour off a terminal
-    assert err == ""
+    assert err == f"model: {weights}\n"                  # which weights, on stderr (tests/test_which_model.py)
     code2, out2, _ = run_cli(["info", "-m", weights], capsys)
     assert code2 == 0 and out2 == out
 

@@ -17,7 +17,7 @@ from typing import Any, Optional
 
 import typer
 
-from ccvae_tools.cli.params import DEVICE, MODEL, Commands, number, seed_option
+from ccvae_tools.cli.params import DEVICE, MODEL, QUIET, Commands, number, seed_option
 from ccvae_tools.util.errors import CcvaeError, UsageError
 from ccvae_tools.util.text import safe_text
 
@@ -220,6 +220,7 @@ def eval_cmd(
                                                                       "(default: as the model was trained)."),
     workers: Optional[int] = number(None, "--workers", minimum=1, maximum=1024,
                                     help="Processes for decoding the cache."),
+    quiet: bool = QUIET,
 ) -> None:
     """Evaluate a model on held-out data: label accuracy, reconstruction, bound, characteristic capture,
     and edits and samples judged by an independent classifier."""
@@ -247,6 +248,7 @@ def eval_cmd(
         console = _stdout_console()
         for r in render_report(report):
             console.print(r)
+    cli_io.say_model(path, quiet)
     _weak_spots(report, m.meta)
 
 

@@ -2,9 +2,10 @@
 
 Each command: read images -> codes (`LoadedModel.codes`: the posterior mean; --sample draws z ~ q(z|x))
 -> change codes with `ccvae_tools.interventions` -> decode -> lay out with `ccvae_tools.render` -> write
-(`cli_io`). Where each picture goes is settled before any work (`_target`, `_many_targets`): default
-names are built from slugs of the label names, and an output that would replace an input, or two
-inputs written to one name, are refused there.
+(`cli_io`) -> name the weights used on stderr (`_Session.done`, unless --quiet). Where each picture
+goes is settled before any work (`_target`, `_many_targets`): default names are built from slugs of
+the label names, and an output that would replace an input, or two inputs written to one name, are
+refused there.
 """
 
 from __future__ import annotations
@@ -14,8 +15,8 @@ from typing import List, Optional
 
 import typer
 
-from ccvae_tools.cli.params import (DEVICE, FORCE, FORMAT, MODEL, OUTPUT, RESAMPLE, SAMPLE, SEED, SIZE,
-                                    Commands, number, split_list)
+from ccvae_tools.cli.params import (DEVICE, FORCE, FORMAT, MODEL, OUTPUT, QUIET, RESAMPLE, SAMPLE, SEED,
+                                    SIZE, Commands, number, split_list)
 from ccvae_tools.util.errors import UsageError
 from ccvae_tools.util.text import safe_text, slug
 
@@ -26,13 +27,20 @@ register = commands.register
 class _Session:
     """A loaded model and the inputs of one command."""
 
-    def __init__(self, model: Optional[str], device: Optional[str], size: Optional[int]):
+    def __init__(self, model: Optional[str], device: Optional[str], size: Optional[int], quiet: bool):
         from ccvae_tools.cli.io import open_model
 
         self.m = open_model(model, device)
         self.model = self.m.model
         self.pre = self.m.preprocess
+        self.quiet = quiet
         self.scale(size)                # --size against the model's images, before any input is read
+
+    def done(self) -> None:
+        """The command's work is written: name the weights it used (`cli_io.say_model`)."""
+        from ccvae_tools.cli.io import say_model
+
+        say_model(self.m.path, self.quiet)
 
     def read(self, inputs: list[str]):
         from ccvae_tools.cli.io import read_inputs
@@ -130,7 +138,7 @@ def traverse_cmd(
     fps: int = number(15, "--fps", minimum=1, maximum=50, help="GIF frames per second."),
     output: Optional[str] = OUTPUT, fmt: Optional[str] = FORMAT, size: Optional[int] = SIZE,
     resample: str = RESAMPLE, sample: bool = SAMPLE, seed: int = SEED, force: bool = FORCE,
-    model: Optional[str] = MODEL, device: Optional[str] = DEVICE,
+    model: Optional[str] = MODEL, device: Optional[str] = DEVICE, quiet: bool = QUIET,
 ) -> None:
     """Walk one label's characteristic latent (input, reconstruction, then the walk); twice: a 2-D grid."""
     import numpy as np
@@ -140,7 +148,7 @@ def traverse_cmd(
 
     if len(label) > 2:
         raise UsageError("--label: give one label (a strip) or two (a 2-D grid)")
-    s = _Session(model, device, size)
+    s = _Session(model, device, size, quiet)
     idx = [s.label(n) for n in label]
     if len(idx) == 2 and idx[0] == idx[1]:
         raise UsageError("--label: a 2-D traversal needs two different labels")
@@ -158,6 +166,7 @@ def traverse_cmd(
         pictures, durations = traversal_loop(s.m, z, [idx[0]] * len(z), frames, fps, span,
                                              scale=s.scale(size, 2), resample=resample)
         _write(pictures, target, fmt, output is None, durations)
+        s.done()
         return
     scale = s.scale(size)
     if len(idx) == 1:
@@ -172,6 +181,7 @@ def traverse_cmd(
         rows = [list(dec[b, r]) for b in range(len(z)) for r in range(steps)]
         picture = render.grid(rows, scale=scale, resample=resample)
     _write(picture, target, fmt, output is None)
+    s.done()
 
 
 def _default_for(images: list[str], suffix: str, ext: str) -> str:
@@ -201,7 +211,7 @@ def gif_cmd(
     probability: bool = typer.Option(False, "--probability", help="Show q(label | frame) under each tile."),
     output: Optional[str] = OUTPUT, size: Optional[int] = SIZE, resample: str = RESAMPLE,
     sample: bool = SAMPLE, seed: int = SEED, force: bool = FORCE,
-    model: Optional[str] = MODEL, device: Optional[str] = DEVICE,
+    model: Optional[str] = MODEL, device: Optional[str] = DEVICE, quiet: bool = QUIET,
 ) -> None:
     """One animation tiling every label's traversal of an image (each tile names its label)."""
     import math
@@ -210,7 +220,7 @@ def gif_cmd(
 
     if output is not None and output != "-" and not output.lower().endswith(".gif"):
         raise UsageError(f"{output}: `ccvae gif` writes an animation: give a .gif name")
-    s = _Session(model, device, size)
+    s = _Session(model, device, size, quiet)
     idx = [s.label(n) for n in label] if label else list(range(len(s.m.label_names)))
     titles = [s.m.label_names[i] for i in idx]
     suffix = "traversals" if label is None else _slug(titles)
@@ -224,6 +234,7 @@ def gif_cmd(
     pictures, durations = traversal_loop(s.m, zz, idx, frames, fps, span, scale=s.scale(size, 2),
                                          resample=resample, titles=titles, probability=probability, columns=cols)
     _write(pictures, target, "gif" if output == "-" else None, output is None, durations)
+    s.done()
 
 
 # ----------------------------------------------------------------------------------------------
@@ -246,7 +257,7 @@ def sample_cmd(
     columns: int = number(0, "--columns", minimum=0, maximum=1024, help="Images per row (default: about square)."),
     output: Optional[str] = OUTPUT, fmt: Optional[str] = FORMAT, size: Optional[int] = SIZE,
     resample: str = RESAMPLE, seed: int = SEED, force: bool = FORCE,
-    model: Optional[str] = MODEL, device: Optional[str] = DEVICE,
+    model: Optional[str] = MODEL, device: Optional[str] = DEVICE, quiet: bool = QUIET,
 ) -> None:
     """Conditional generation: a grid of images with chosen label values, diverse within each value."""
     import math
@@ -257,7 +268,7 @@ def sample_cmd(
     from ccvae_tools import render
     from ccvae_tools.interventions import conditional_sample
 
-    s = _Session(model, device, size)
+    s = _Session(model, device, size, quiet)
     assign = s.assignments(set_)
     suffix = "-".join(f"{_slug([s.m.label_names[i]])}{k}" for i, k in sorted(assign.items())) or "sample"
     target = _target(output, _default_for([], suffix, "png"), [style_from] if style_from else [], force)
@@ -271,6 +282,7 @@ def sample_cmd(
     rows = [list(imgs[r: r + cols]) for r in range(0, n, cols)]
     picture = render.grid(rows, scale=s.scale(size), resample=resample)
     _write(picture, target, fmt, output is None)
+    s.done()
     _warn_unread(s, imgs, assign, "samples", "the value")
 
 
@@ -296,7 +308,7 @@ def edit_cmd(
     compare: bool = typer.Option(False, "--compare", help="Write input | reconstruction | edit side by side."),
     output: Optional[str] = OUTPUT, fmt: Optional[str] = FORMAT, size: Optional[int] = SIZE,
     resample: str = RESAMPLE, sample: bool = SAMPLE, seed: int = SEED, force: bool = FORCE,
-    model: Optional[str] = MODEL, device: Optional[str] = DEVICE,
+    model: Optional[str] = MODEL, device: Optional[str] = DEVICE, quiet: bool = QUIET,
 ) -> None:
     """Intervene: set labels (quantile-preserving move of their latents), keep the rest of the image."""
     import numpy as np
@@ -304,7 +316,7 @@ def edit_cmd(
     from ccvae_tools import render
     from ccvae_tools.interventions import edit
 
-    s = _Session(model, device, size)
+    s = _Session(model, device, size, quiet)
     assign = s.assignments(set_)
     targets = _many_targets(images, output, "edit", force)
     inputs = s.read(images)
@@ -317,14 +329,18 @@ def edit_cmd(
         cells = [arr[b], recon[b], edited[b]] if compare else [edited[b]]
         pictures.append(render.grid([cells], scale=s.scale(size), resample=resample, pad=2 if compare else 0))
     _write_many(targets, pictures, fmt, output)
+    s.done()
     _warn_unread(s, edited, assign, "edited images", "the edit")
 
 
 def _warn_unread(s: _Session, images, assign: dict[int, int], what: str, change: str) -> None:
-    """A warning for each --set that the model reads as not done in some of the pictures made."""
+    """A warning for each --set that the model reads as not done in some of the pictures made
+    (none with --quiet: the model's doubt about its own work, not a fault of the inputs)."""
     from ccvae_tools.evaluation.weak_spots import read_back, read_back_warnings
     from ccvae_tools.util.console import warn
 
+    if s.quiet:
+        return
     for line in read_back_warnings(read_back(s.model, s.m.to_tensor(images), assign), s.m.labels, what, change):
         warn(line)
 
@@ -377,7 +393,7 @@ def swap_cmd(
     cells: Optional[Path] = typer.Option(None, "--cells", help="With --grid: also save every cell in this folder."),
     output: Optional[str] = OUTPUT, fmt: Optional[str] = FORMAT, size: Optional[int] = SIZE,
     resample: str = RESAMPLE, sample: bool = SAMPLE, seed: int = SEED, force: bool = FORCE,
-    model: Optional[str] = MODEL, device: Optional[str] = DEVICE,
+    model: Optional[str] = MODEL, device: Optional[str] = DEVICE, quiet: bool = QUIET,
 ) -> None:
     """Transfer characteristics: decode A's code with z_c of the chosen labels taken from B."""
     import numpy as np
@@ -394,7 +410,7 @@ def swap_cmd(
     if cells is not None and not cells.is_dir():
         raise UsageError(f"--cells {cells}: no such folder")
     wanted = _label_list(labels)
-    s = _Session(model, device, size)
+    s = _Session(model, device, size, quiet)
     chosen = None if wanted is None else [s.label(name) for name in wanted]
     target = _target(output, _default_for(images, "swapgrid" if grid else "swap", "png"), images, force)
     cell_files = _cell_files(cells, images, force)
@@ -405,6 +421,7 @@ def swap_cmd(
     if not grid:
         out = s.m.decode(swap(s.model, z[0:1], z[1:2], chosen))
         _write(render.grid([[out[0]]], scale=scale, resample=resample, pad=0), target, fmt, output is None)
+        s.done()
         return
     n = len(z)
     codes = swap(s.model, z[None, :, :].expand(n, n, -1), z[:, None, :].expand(n, n, -1), chosen)
@@ -417,6 +434,7 @@ def swap_cmd(
         for k, file in enumerate(cell_files):
             write_image_output(render.tile_image(dec[k // n, k % n]), file)
     _write(render.grid(rows, scale=scale, resample=resample), target, fmt, output is None)
+    s.done()
 
 
 def _cell_files(cells: Optional[Path], images: list[str], force: bool) -> list[str]:
@@ -446,7 +464,7 @@ def interpolate_cmd(
     fps: int = number(15, "--fps", minimum=1, maximum=50, help="GIF frames per second."),
     output: Optional[str] = OUTPUT, fmt: Optional[str] = FORMAT, size: Optional[int] = SIZE,
     resample: str = RESAMPLE, sample: bool = SAMPLE, seed: int = SEED, force: bool = FORCE,
-    model: Optional[str] = MODEL, device: Optional[str] = DEVICE,
+    model: Optional[str] = MODEL, device: Optional[str] = DEVICE, quiet: bool = QUIET,
 ) -> None:
     """The straight path between two images' codes."""
     import numpy as np
@@ -454,7 +472,7 @@ def interpolate_cmd(
     from ccvae_tools import render
     from ccvae_tools.interventions import interpolate
 
-    s = _Session(model, device, size)
+    s = _Session(model, device, size, quiet)
     gif = _is_gif(output, fmt)
     target = _target(output, _default_for([a], "interp", "gif" if gif else "png"), [a, b], force)
     inputs = s.read([a, b])
@@ -468,6 +486,8 @@ def interpolate_cmd(
         durations[0] += 400
         durations[steps - 1] += 400
         _write(frames, target, fmt, output is None, durations)
+        s.done()
         return
     _write(render.grid([[arr[0], *path, arr[1]]], scale=s.scale(size), resample=resample), target, fmt,
            output is None)
+    s.done()

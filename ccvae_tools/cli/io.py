@@ -5,6 +5,7 @@ and `ccvae labels` import this module and must stay fast.
 
     path = resolve_model_path(model_opt)                  # --model > $CCVAE_MODEL > shipped default
     m = open_model(model_opt, device_opt)                 # api.LoadedModel (imports torch)
+    say_model(m.path, quiet)                              # "model: PATH" on stderr, after the work
     i = match_label("blond hair", m.label_names)          # loose, case-insensitive
     i, k = parse_assignment("smiling=1", m.labels)        # (label index, class index)
     for name, arr in read_inputs(["a.png", "-"], m.preprocess): ...
@@ -160,6 +161,28 @@ def open_model(model_opt: str | None, device_opt: str | None) -> "LoadedModel":
     from ccvae_tools.model.api import load
 
     return load(path, device=device)
+
+
+def model_name(path: Path) -> str:
+    """How the `model:` line names weights: a shipped model by its name (the default said to be
+    it), any other file by its path."""
+    try:
+        shipped = path.resolve().parent in {d.resolve() for d in shipped_weights_dirs()}
+    except (OSError, RuntimeError):      # a loop of links: not one of ours
+        shipped = False
+    if not shipped or not SHIPPED_NAME.fullmatch(path.stem):
+        return str(path)
+    return f"{path.stem} (the shipped default)" if path.name == DEFAULT_WEIGHTS else f"{path.stem} (shipped)"
+
+
+def say_model(path: Path, quiet: bool = False) -> None:
+    """`model: NAME` on stderr (stdout carries data), unless `quiet`: which weights a command used,
+    since --model, $CCVAE_MODEL and the shipped default can each supply them. Commands call it once
+    their work is done, so that a failed run stays one line on stderr. The name is made safe."""
+    if not quiet:
+        from ccvae_tools.util.console import info
+
+        info(f"model: {model_name(path)}")
 
 
 def label_names_of(meta: dict[str, Any]) -> list[str]:
@@ -328,8 +351,9 @@ def input_warnings(data: bytes, name: str, pre: "Preprocess") -> list[tuple[str,
 
 
 def check_input_paths(inputs: Sequence[str]) -> None:
-    """Fail before any work when a path is missing, a folder, not a regular file (a FIFO, a device)
-    or too large to be an image (typos show up at once)."""
+    """Fail before any work when a path is missing, a folder, a socket, a block device or too large
+    to be an image (typos show up at once). A pipe (`<(cat face.png)`, a FIFO) or a character device
+    passes: it is read as stdin is, to the same limit (`iter_inputs`)."""
     from ccvae_tools.data.images import check_image_path
 
     for src in inputs:
@@ -340,15 +364,33 @@ def check_input_paths(inputs: Sequence[str]) -> None:
         if p.is_dir():
             raise DataError(f"{src}: is a folder, not an image file; give the path of an image "
                             f"(e.g. {src.rstrip('/')}/*.jpg)")
-        check_image_path(p, src)
+        check_image_path(p, src, streams=True)
+
+
+def _read_streams(inputs: Sequence[str]) -> dict[str, bytes]:
+    """The bytes of each input that is a stream (`-`, a pipe, a device), read here, once each, before
+    the decoding threads start: a pipe can be read only once, and a thread waiting on its writer
+    would keep Ctrl-C from ending the command. Each is bounded as stdin is (MAX_IMAGE_BYTES)."""
+    from ccvae_tools.data.images import read_image_bytes
+    from ccvae_tools.util.files import names_stream
+
+    out: dict[str, bytes] = {}
+    for src in inputs:
+        if src in out:
+            continue
+        if src == "-":
+            out[src] = _read_stdin()
+        elif names_stream(src):
+            out[src] = read_image_bytes(Path(src), src, streams=True)
+    return out
 
 
 def _load_one(src: str, data: bytes | None, pre: "Preprocess") -> tuple["np.ndarray", list[tuple[str, str]]]:
-    from ccvae_tools.data.images import _read_bytes, load_image
+    from ccvae_tools.data.images import load_image, read_image_bytes
 
     name = STDIN_NAME if src == "-" else src
-    if data is None:
-        data = _read_bytes(Path(src), name)
+    if data is None:            # a regular file (streams were read by `_read_streams`)
+        data = read_image_bytes(Path(src), name)
     arr = load_image(data, pre, name=name)
     return arr, input_warnings(data, name, pre)
 
@@ -357,20 +399,21 @@ def iter_inputs(inputs: Sequence[str], pre: "Preprocess", batch_size: int = 256,
                 workers: int | None = None) -> Iterator[list[tuple[str, "np.ndarray"]]]:
     """Batches of (name, uint8 (C, H, W)) in input order, decoded in a thread pool.
 
-    `-` is image bytes on stdin (read once, named "<stdin>"). Any unusable input raises a one-line
-    DataError (missing files and folders before any decoding). Warnings go to stderr.
+    `-` is image bytes on stdin (read once, named "<stdin>"); a pipe or a device is read once too.
+    Any unusable input raises a one-line DataError (missing files and folders before any decoding).
+    Warnings go to stderr.
     """
     inputs = [str(s) for s in inputs]
     if not inputs:
         raise UsageError("no input images given")
     check_input_paths(inputs)
-    stdin_data = _read_stdin() if "-" in inputs else None
+    streamed = _read_streams(inputs)
     warns = _Warnings()
     batch_size = max(1, int(batch_size))
     n_workers = workers if workers is not None else min(8, (os.cpu_count() or 1) + 1)
 
     def one(src: str) -> tuple["np.ndarray", list[tuple[str, str]]]:
-        return _load_one(src, stdin_data if src == "-" else None, pre)
+        return _load_one(src, streamed.get(src), pre)
 
     def emit(names: list[str], results: list) -> list[tuple[str, "np.ndarray"]]:
         out = []
@@ -518,15 +561,18 @@ NAME_MAX = 255           # bytes in one file name (ext4, APFS, NTFS in character
 def default_output(input_name: str, suffix: str, ext: str) -> str:
     """A name next to the input: ('face.png', 'smiling', 'gif') -> 'face.smiling.gif'.
 
-    For stdin ('-' or '<stdin>'): 'ccvae-<suffix>.<ext>' in the current folder. The suffix (often
-    built from label names, which come from the weights file) and the extension are made slugs
-    (`util/text.py`), so the name stays in the input's folder; a long input name is shortened so
-    that the whole name fits in one file name.
+    For stdin ('-' or '<stdin>'): 'ccvae-<suffix>.<ext>' in the current folder; for a pipe or a
+    device ('/dev/fd/63' from `<(cat face.png)`): '63.<suffix>.<ext>' in the current folder, as
+    /dev/fd/ cannot be written. The suffix (often built from label names, which come from the
+    weights file) and the extension are made slugs (`util/text.py`), so the name stays in the
+    input's folder; a long input name is shortened so that the whole name fits in one file name.
     """
+    from ccvae_tools.util.files import names_stream
+
     suffix, ext = slug(suffix, fallback="out"), slug(str(ext).lstrip("."), fallback="png")
     if input_name in ("-", STDIN_NAME, ""):
         return f"ccvae-{suffix}.{ext}"
-    p = Path(input_name)
+    p = Path(Path(input_name).name) if names_stream(input_name) else Path(input_name)
     stem = p.stem
     while stem and len(os.fsencode(f"{stem}.{suffix}.{ext}")) > NAME_MAX:
         stem = stem[:-1]

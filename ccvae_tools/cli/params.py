@@ -2,8 +2,8 @@
 
 Each command module keeps a `Commands` registry, declares its commands on it with the same
 decorator Typer uses, and the app (`cli/app.py`) calls `register(app)` on every module. Options used
-by more than one command (`--model`, `--device`, the output options, `--seed`, `--force`) are
-declared here once. Numeric options are declared with `number`, which states their range in --help
+by more than one command (`--model`, `--device`, the output options, `--seed`, `--force`,
+`--quiet`) are declared here once. Numeric options are declared with `number`, which states their range in --help
 and refuses a value outside it (or NaN, or infinity) with one line before the command runs; options
 that take one of a few words, with `choice`, which refuses any other word the same way.
 """
@@ -98,6 +98,9 @@ SAMPLE = typer.Option(False, "--sample", help="Draw z ~ q(z|x) instead of the po
 SEED = seed_option()
 FORCE = typer.Option(False, "--force", help="Let an output replace one of the input images (refused "
                      "otherwise).")
+# every model command names on stderr the weights it used (cli/io.say_model); this leaves it out
+QUIET = typer.Option(False, "--quiet", "-q", help="Leave out the line on stderr naming the weights used (and "
+                     "edit's and sample's warnings about labels the model does not read as set).")
 
 
 def split_list(text: Optional[str]) -> Optional[list[str]]:

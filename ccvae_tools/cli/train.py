@@ -12,6 +12,7 @@ import typer
 from ccvae_tools.cli.params import Commands, split_list
 from ccvae_tools.training.options import TrainOptions, flag_of, help_of, option_fields
 from ccvae_tools.util.errors import UsageError
+from ccvae_tools.util.text import safe_text
 
 commands = Commands()
 register = commands.register
@@ -58,7 +59,7 @@ TRAIN_EXAMPLES = """Examples:
 
   ccvae train data/avatars --init-from weights/avatars64.safetensors --epochs 3   (fine-tune)
 
-  ccvae train --resume auto            (continue the newest interrupted run under runs/)
+  ccvae train --resume auto            (continue the newest run under runs/, or under --out DIR)
 
   torchrun --nproc-per-node 4 -m ccvae_tools train ~/data/celeba --preset paper --device cuda
 """
@@ -68,6 +69,8 @@ def train_cmd(data: Optional[Path] = None, resume: Optional[str] = None, dry_run
     """Train a CCVAE on a data folder; writes a numbered run folder with model.safetensors."""
     from ccvae_tools.training.loop import train
     from ccvae_tools.training.options import resolve_options
+    from ccvae_tools.training.resume import RunComplete
+    from ccvae_tools.util.console import info
 
     if data is None and resume is None:
         raise UsageError("give a DATA folder to train on, or --resume RUN|auto")
@@ -77,9 +80,14 @@ def train_cmd(data: Optional[Path] = None, resume: Optional[str] = None, dry_run
     explicit = {"data": str(data) if data is not None else None, **given}
     opts = resolve_options(explicit)
     overrides = {k: v for k, v in explicit.items() if v is not None and k != "data"}
-    run = train(opts, resume=resume, dry_run=dry_run, overrides=overrides)
+    try:
+        run = train(opts, resume=resume, dry_run=dry_run, overrides=overrides)
+    except RunComplete as done:          # not a failure: said on stderr, exit 0
+        if done.main:
+            info(str(done))
+        run = done.run
     if run is not None:
-        print(run)
+        print(safe_text(run))            # the run folder on stdout, for scripts: run=$(ccvae train ...)
 
 
 train_cmd.__signature__ = inspect.Signature(_parameters())          # type: ignore[attr-defined]

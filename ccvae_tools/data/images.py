@@ -7,8 +7,10 @@ Animated images (GIF, WebP, APNG) are read from their first frame only.
 
 Every problem with the input becomes one `DataError` line naming the file and what to do.
 Truncated files are refused: PIL's `ImageFile.LOAD_TRUNCATED_IMAGES` must stay False. Only regular
-files (or a stream such as stdin, `read_stream`) of at most MAX_IMAGE_BYTES are read: a FIFO would
-hang, /dev/zero would fill the memory.
+files of at most MAX_IMAGE_BYTES are read, and streams to that limit (stdin: `read_stream`; with
+`streams=True`, a pipe such as `<(cat face.png)` or a FIFO, and a device): /dev/zero would otherwise
+fill the memory. Training data (`load_image` of a path) is read from regular files only: a FIFO
+among the images of a data folder would hang the run.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from PIL import Image, ImageFile, ImageOps, PngImagePlugin, UnidentifiedImageErr
 
 from ccvae_tools.data.base import Preprocess
 from ccvae_tools.util.errors import DataError
-from ccvae_tools.util.files import NotRegularFile, kind_of, open_regular, read_at_most
+from ccvae_tools.util.files import NotRegularFile, is_stream, kind_of, open_regular, read_at_most
 
 MAX_PIXELS = 64_000_000      # larger frames are refused (decompression bombs, absurd scans)
 MIN_SIDE = 8                 # smaller frames carry no usable picture
@@ -50,14 +52,17 @@ def _too_large(name: str) -> DataError:
                      f"resize it or give another file")
 
 
-def check_image_path(path: Path, name: str) -> None:
-    """Refuse, before any work, a path that is missing, not a regular file, or too large to read."""
+def check_image_path(path: Path, name: str, streams: bool = False) -> None:
+    """Refuse, before any work, a path that is missing, not a regular file (with `streams`: nor a
+    pipe or a character device, whose size is only known once read), or too large to read."""
     try:
         st = path.stat()
     except FileNotFoundError:
         raise DataError(f"{name}: no such file; check the path") from None
     except OSError as e:
         raise DataError(f"{name}: cannot read the file ({e.strerror or e}); check the path") from None
+    if streams and is_stream(st.st_mode):
+        return
     kind = kind_of(st.st_mode)
     if kind != "a regular file":
         raise _not_regular(name, kind)
@@ -72,10 +77,11 @@ def _not_regular(name: str, kind: str) -> DataError:
                      f"the bytes on stdin)")
 
 
-def _read_bytes(path: Path, name: str) -> bytes:
-    """The file's bytes, or a DataError for a missing, unreadable, irregular or too large file."""
+def read_image_bytes(path: Path, name: str, streams: bool = False) -> bytes:
+    """The file's bytes, or a DataError for a missing, unreadable, irregular or too large file; with
+    `streams`, a pipe or a character device is read too, at most MAX_IMAGE_BYTES as stdin is."""
     try:
-        with open_regular(path) as f:
+        with open_regular(path, streams=streams) as f:
             return read_stream(f, name)
     except FileNotFoundError:
         raise DataError(f"{name}: no such file; check the path") from None
@@ -253,7 +259,7 @@ def load_image(src: str | Path | bytes, pre: Preprocess, *, name: str | None = N
     if isinstance(src, (bytes, bytearray, memoryview)):
         data = bytes(src)
     else:
-        data = _read_bytes(Path(src), label)
+        data = read_image_bytes(Path(src), label)
     img, stored = _open(data, label, pre)
     with decoding():
         try:

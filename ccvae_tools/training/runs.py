@@ -43,8 +43,9 @@ def new_run_dir(out: Path, data_name: str, sup_frac: float) -> Path:
 
 
 def find_resume_run(spec: str, out: Path) -> Path:
-    """--resume RUN (a run folder) or auto (the newest run folder in --out), with or without a
-    checkpoint: a run killed before its first one is trained again from the start."""
+    """--resume RUN (a run folder) or auto (the newest run folder in --out, the default runs/ or the
+    --out given, where the run was written), with or without a checkpoint: a run killed before its
+    first one is trained again from the start."""
     if spec != "auto":
         run = Path(spec)
         if not (run / "options.json").is_file():
@@ -54,8 +55,17 @@ def find_resume_run(spec: str, out: Path) -> Path:
     runs = sorted((p for p in out.glob("*") if _RUN_RE.match(p.name) and (p / "options.json").is_file()),
                   key=lambda p: p.name)
     if not runs:
-        raise UsageError(f"--resume auto: no run folder under {out}")
+        raise UsageError(f"--resume auto: no run folder under {out}; give --out FOLDER, the folder the run "
+                         f"was written in, or --resume RUN")
     return runs[-1]
+
+
+def position(epoch: int, epochs: int, step: int) -> str:
+    """Where a run stands, in the words of every message about stopping and resuming: "epoch 3 of
+    10, step 57". `epoch` is the number of epochs done (what the counters and the resume state
+    hold); the epoch shown is the one under way, counted from 1 as the progress bar counts them,
+    and the step is the number of steps done in all."""
+    return f"epoch {min(epoch + 1, epochs)} of {epochs}, step {step}"
 
 
 def remove_stale_temps(run: Path) -> list[str]:
