@@ -1,7 +1,8 @@
 """info, labels, classify, reconstruct.
 
 `info` and `labels` read the weights file's metadata only (no torch import: they answer in well
-under half a second). `classify` and `reconstruct` load the model and process many images in
+under half a second); `info --readme` writes it as a model hub's README.md (`model/card.py`).
+`classify` and `reconstruct` load the model and process many images in
 batches in one process, decoding them in a thread pool while the model runs.
 """
 
@@ -16,7 +17,7 @@ from typing import Any, List, Optional
 import typer
 
 from ccvae_tools.cli import io as cli_io
-from ccvae_tools.cli.params import FORCE, Commands, device_option, model_option, number, seed_option
+from ccvae_tools.cli.params import FORCE, QUIET, Commands, device_option, model_option, number, seed_option
 from ccvae_tools.util.errors import CcvaeError, UsageError, WeightsError
 from ccvae_tools.util.text import safe_text
 
@@ -223,6 +224,10 @@ def _weights_arg(weights: Optional[str], model: Optional[str]) -> Optional[str]:
   ccvae info runs/00003-celeba-sup0.06      (a run folder: its model.safetensors)
 
   ccvae info -m my.safetensors --json | jq .metrics
+
+  ccvae info runs/00003-celeba-sup0.06 --readme README.md     (a model hub's README.md)
+
+  ccvae info fonts32 --readme weights/README.fonts32.md --keep-body    (only its front matter)
 """)
 def info_cmd(
     weights: Optional[str] = typer.Argument(None, help="Weights file (or --model; default as --model).",
@@ -230,9 +235,19 @@ def info_cmd(
     model: Optional[str] = model_option(),
     device: Optional[str] = device_option(hidden=True),
     as_json: bool = typer.Option(False, "--json", help="Print the card as one JSON object on stdout."),
+    readme: Optional[str] = typer.Option(None, "--readme", metavar="FILE",
+                                         help="Write the card as a model hub's README.md (YAML front matter: "
+                                              "licence, tags, data set, metrics) to FILE, or - for stdout."),
+    keep_body: bool = typer.Option(False, "--keep-body",
+                                   help="With --readme FILE: keep FILE's text, write only its front matter."),
+    quiet: bool = QUIET,
 ) -> None:
     """Show the model card: labels, sizes, preprocessing, data, training, metrics (no torch needed)."""
     path = cli_io.resolve_model_path(_weights_arg(weights, model), "WEIGHTS" if weights else "--model")
+    if readme is not None or keep_body:
+        _write_readme(path, readme, keep_body, as_json)
+        cli_io.say_model(path, quiet)
+        return
     from ccvae_tools.model.card import model_card
     from ccvae_tools.training.options import card_options
 
@@ -241,6 +256,22 @@ def info_cmd(
         cli_io.emit_json(_json_ready(card))
     else:
         sys.stdout.write(render_card(card) + "\n")
+    cli_io.say_model(path, quiet)
+
+
+def _write_readme(path: Path, readme: Optional[str], keep_body: bool, as_json: bool) -> None:
+    """`info --readme`: the hub README on stdout (-) or written to a file, whose path is printed."""
+    from ccvae_tools.model.card import hub_readme, write_hub_readme
+    from ccvae_tools.model.weights import read_metadata
+
+    if as_json or readme is None or (keep_body and readme == "-"):
+        raise UsageError("--readme FILE writes the card as Markdown; --json and --keep-body without a FILE "
+                         "do not go with it")
+    if readme == "-":
+        sys.stdout.write(hub_readme(read_metadata(path)))
+        return
+    written = write_hub_readme(path, cli_io.check_output_path(readme), keep_body=keep_body)
+    sys.stdout.write(f"{safe_text(written)}\n")
 
 
 @commands.command("labels", epilog="""Examples:
@@ -254,11 +285,13 @@ def info_cmd(
 def labels_cmd(
     model: Optional[str] = model_option(),
     device: Optional[str] = device_option(hidden=True),
+    quiet: bool = QUIET,
 ) -> None:
     """Print the model's label names, one per line (no torch needed)."""
-    _, meta = cli_io.read_model_metadata(model)
+    path, meta = cli_io.read_model_metadata(model)
     names = cli_io.label_names_of(meta)
     sys.stdout.write("".join(safe_text(n) + "\n" for n in names))     # names from the file: made safe
+    cli_io.say_model(path, quiet)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -347,6 +380,7 @@ def classify_cmd(
     mean: bool = typer.Option(False, "--mean", help="Use the posterior mean code only (faster)."),
     seed: int = seed_option("Seed of the draws (the output is deterministic)."),
     batch_size: int = number(512, "--batch-size", minimum=1, maximum=65536, help="Images per model batch."),
+    quiet: bool = QUIET,
 ) -> None:
     """Per-label probabilities q(y_i | x) for each image: a table, or JSON lines with --json."""
     cli_io.check_input_paths(images)
@@ -369,6 +403,7 @@ def classify_cmd(
             advance(len(batch))
     if not as_json:
         _stdout_console().print(_table(results, labels))
+    cli_io.say_model(m.path, quiet)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -446,6 +481,7 @@ def reconstruct_cmd(
     seed: int = seed_option("Seed of --sample."),
     batch_size: int = number(512, "--batch-size", minimum=1, maximum=65536, help="Images per model batch."),
     force: bool = FORCE,
+    quiet: bool = QUIET,
 ) -> None:
     """Encode each image (posterior mean, or a draw with --sample) and decode it."""
     from ccvae_tools.data.images import to_pil
@@ -475,3 +511,4 @@ def reconstruct_cmd(
                     sys.stdout.flush()
                 done += 1
             advance(len(batch))
+    cli_io.say_model(m.path, quiet)
