@@ -231,10 +231,21 @@ class CCVAE(nn.Module):
         """Means and scales of p(z_c^i | y_i = k), each (L, K_max, D_max) (padding is meaningless)."""
         return self.prior_loc, self.prior_scale()
 
+    @torch.no_grad()
+    def set_prior_params(self, loc: torch.Tensor, scale: torch.Tensor, which: torch.Tensor) -> None:
+        """Overwrite the entries `which` (L, K_max, D_max) bool of the conditional prior's table with
+        loc and scale (same shape; scales floored at MIN_SCALE); the other entries stay."""
+        raw = torch.log(torch.expm1(scale.clamp_min(MIN_SCALE).double())).float()   # softplus^-1
+        self.prior_loc.copy_(torch.where(which, loc.to(self.prior_loc), self.prior_loc))
+        self.prior_raw_scale.copy_(torch.where(which, raw.to(self.prior_raw_scale), self.prior_raw_scale))
+
     def class_logits(self, z_c: torch.Tensor, frozen: bool = False) -> torch.Tensor:
         """Logits of q(y_i | z_c^i): (..., sum d_i) -> (..., L, K_max); invalid classes are -inf.
         frozen: the classifier's parameters are detached (gradients reach z_c only)."""
-        zb = self.blocks(z_c)
+        return self.block_logits(self.blocks(z_c), frozen)
+
+    def block_logits(self, zb: torch.Tensor, frozen: bool = False) -> torch.Tensor:
+        """`class_logits` of codes already in per-label blocks (..., L, D_max)."""
         weight, bias = (self.cls_weight.detach(), self.cls_bias.detach()) if frozen else (self.cls_weight,
                                                                                           self.cls_bias)
         logits = torch.einsum("...ld,lkd->...lk", zb, weight) + bias
@@ -315,4 +326,7 @@ def state_size(cfg: ModelConfig) -> int:
 
 
 def num_parameters(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
+    """The parameter count `ccvae train` and `ccvae info` both report: every value the weights file
+    holds, the learnt tensors and the label prior log pi (a buffer, estimated from the labels), as
+    `info` counts them in the file's header (`model/card.py`) and `state_size` from a config."""
+    return sum(t.numel() for t in model.state_dict().values())

@@ -25,11 +25,13 @@ from ccvae_tools.data.base import TEST, TRAIN, VALID, Decoded
 from ccvae_tools.evaluation.heldout import heldout_metrics
 from ccvae_tools.evaluation.metrics import majority_classes
 from ccvae_tools.evaluation.weak_spots import self_read_edit_success, weak_spot_lines
+from ccvae_tools.model.card import write_hub_readme
 from ccvae_tools.model.network import CCVAE, ModelConfig, label_block_sizes, num_parameters
 from ccvae_tools.model.weights import build_metadata, load_model, save_model
 from ccvae_tools.objective.base import Regulariser
 from ccvae_tools.objective.bound import training_loss
 from ccvae_tools.objective.registry import enabled_regularisers
+from ccvae_tools.training.calibrate import calibrate_prior
 from ccvae_tools.training.batches import Batches, epoch_order, fits_on_device, labelled_mask
 from ccvae_tools.training.distributed import Dist, broadcast_path, init_distributed
 from ccvae_tools.training.options import TrainOptions, check_options, parse_widths, take_shape_from
@@ -37,7 +39,7 @@ from ccvae_tools.training.previews import write_preview
 from ccvae_tools.training.progress import ProgressLog
 from ccvae_tools.training.recipe import Choice, choose_recipe, data_facts
 from ccvae_tools.training.resume import check_fits, start_or_resume
-from ccvae_tools.training.runs import describe_data, new_run_dir, print_options, write_json
+from ccvae_tools.training.runs import describe_data, new_run_dir, position, print_options, write_json
 from ccvae_tools.training.state import STATE_FILE, save_state
 from ccvae_tools.util.adam import Adam
 from ccvae_tools.util.console import info, warn
@@ -123,7 +125,9 @@ def train(opts: TrainOptions, resume: str | None = None, dry_run: bool = False,
         torch.distributed.barrier()
         torch.distributed.destroy_process_group()
     if dist.main:
+        _calibrate_prior(session)
         _say_weak_spots(session)
+        write_hub_readme(run / "model.safetensors")     # RUN/README.md: the folder uploads to a model hub as it is
         info(f"done: {run / 'model.safetensors'}")
     return run
 
@@ -160,10 +164,12 @@ def _train_until_done_or_stopped(s: Session) -> None:
     except StopRequested:
         _save_checkpoint(s)
         c = s.counters
-        raise Interrupted(f"stopped at epoch {c.epoch + 1}, step {c.global_step}; saved {s.run / 'model.safetensors'} "
-                          f"and the resume state: `ccvae train --resume {s.run}` continues exactly there") from None
+        raise Interrupted(f"stopped at {position(c.epoch, s.opts.epochs, c.global_step)}; saved "
+                          f"{s.run / 'model.safetensors'} and the resume state: `ccvae train --resume {s.run}` "
+                          f"continues exactly there") from None
     except KeyboardInterrupt:
-        where = f"the checkpoint of epoch {s.saved_at[0]}, step {s.saved_at[1]}" if s.saved_at else "no checkpoint yet"
+        where = (f"the checkpoint at {position(s.saved_at[0], s.opts.epochs, s.saved_at[1])}" if s.saved_at
+                 else "no checkpoint yet")
         raise Interrupted(f"stopped at once; {s.run} holds {where}: `ccvae train --resume {s.run}` continues "
                           f"from there") from None
     finally:
@@ -477,10 +483,10 @@ def _stop_if_not_finite(s: Session, loss: torch.Tensor) -> None:
     s.stop_agreed = stop > 0
     if bad > 0:
         c = s.counters
-        kept = (f"the checkpoint of epoch {s.saved_at[0]}, step {s.saved_at[1]} in {s.run} is intact"
+        kept = (f"the checkpoint at {position(s.saved_at[0], s.opts.epochs, s.saved_at[1])} in {s.run} is intact"
                 if s.saved_at else "no checkpoint had been written yet")
         raise TrainingError(
-            f"non-finite loss at epoch {c.epoch + 1}, step {c.global_step + 1}; training stopped and {kept}. "
+            f"non-finite loss at {position(c.epoch, s.opts.epochs, c.global_step + 1)}; training stopped and {kept}. "
             f"Train a new run with a lower --lr or with --precision fp32 (a resumed run keeps its options; "
             f"--init-from RUN/model.safetensors starts the new run from the saved weights)")
 
@@ -514,6 +520,21 @@ def _evaluate(s: Session, log: ProgressLog, stopped: bool) -> dict | None:
         line.update(reg.epoch_means())
     log.eval_line(c.epoch, metrics)
     return {**line, **s.last_metrics}
+
+
+def _calibrate_prior(s: Session) -> None:
+    """The conditional prior set to the train codes (training/calibrate.py), written to
+    model.safetensors only: the resume state keeps the table as trained, so that a run continued
+    for more epochs trains on exactly as an uninterrupted one would."""
+    if s.opts.calibrate_prior == "off":
+        return
+    report = calibrate_prior(s.model, s.batches, s.split.train_idx, max(s.opts.batch_size, 256))
+    write_json(s.run / "prior_calibration.json", report)
+    moved = [f"{safe_text(name)} {r['mean_before'][-1]:+.1f} -> {r['mean_after'][-1]:+.1f}"
+             for name, r in list(report.items())[:3]]
+    info(f"prior set to the codes of {len(s.split.train_idx):,} train images (class means, e.g. "
+         f"{'; '.join(moved)}): {s.run / 'prior_calibration.json'}")
+    _save_checkpoint(s, weights_only=True)
 
 
 WEAK_SPOT_IMAGES = 256                # held-out images whose edits are read back at the end of a run
@@ -550,8 +571,9 @@ def _preview(s: Session, stopped: bool) -> None:
         write_preview(s.model, s.eval_batches, s.split.eval_idx, s.run / "previews" / f"epoch{c.epoch:04d}.png")
 
 
-def _save_checkpoint(s: Session) -> None:
-    """model.safetensors (weights + metadata) and state.safetensors (what --resume needs), each atomically."""
+def _save_checkpoint(s: Session, weights_only: bool = False) -> None:
+    """model.safetensors (weights + metadata) and state.safetensors (what --resume needs), each
+    atomically; weights_only: model.safetensors alone."""
     if not s.dist.main:
         return
     c, opts = s.counters, s.opts
@@ -563,6 +585,8 @@ def _save_checkpoint(s: Session) -> None:
     meta = build_metadata(s.model, s.data.preprocess, data=s.data_meta, train=train_meta, metrics=s.last_metrics,
                           title=f"CCVAE on {s.data_name}", license=s.licence)
     save_model(s.model, s.run / "model.safetensors", meta)
+    if weights_only:
+        return
     state = {"model": s.model.state_dict(), "optimizer": s.optimiser.state_dict(), "epoch": c.epoch,
              "step_in_epoch": c.step_in_epoch, "global_step": c.global_step, "images_seen": c.images_seen,
              "rng_cpu": torch.get_rng_state(), "metrics_json": json.dumps(s.last_metrics)}

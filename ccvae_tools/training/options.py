@@ -89,6 +89,10 @@ class TrainOptions:
     swap_cycle: float = option(0.0, "gamma: train the decoder to draw the labels of swapped codes, as the model's "
                                "own classifier reads them (ours; default 0 = off).", minimum=0, maximum=1e6,
                                card=True)
+    calibrate_prior: str = option("codes", "After the last epoch, set each class's p(z_c | y) to the codes of the "
+                                  "train images of that class, so that edits and samples land where the decoder "
+                                  "has learnt to draw: codes (ours; the default) | off (the table as trained).",
+                                  choices=("codes", "off"), card=True)
     pseudo_labels: float = option(0.0, "lambda: train on the model's own confident answers (q >= 0.95) for the "
                                   "labels an image lacks (ours; default 0 = off).", minimum=0, maximum=1e6, card=True)
     init_from: str | None = option(None, "Start from a weights file (fine-tuning); the network's shape and labels "
@@ -130,7 +134,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     # chooses nothing under this preset).
     "paper": dict(format="celeba", labels=None, image_size=64, crop="squash", z_style=27, lr=1e-4,
                   batch_size=200, epochs=200, draws=100, classifier_weight=0.0, labelled_per_batch=0,
-                  likelihood="laplace"),
+                  likelihood="laplace", calibrate_prior="off"),
     # Few labels (ours, docs/experiments.md "The supervision sweep"): half of every batch labelled and
     # a strong classifier term, whatever the labelled share. The defaults choose the same when some
     # train images have no labels (training/recipe.py); kept so that older commands still run.
