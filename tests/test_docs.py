@@ -15,7 +15,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
 SCRIPT = ROOT / "docs" / "make_reference.py"
-MAX_README_LINES = 250
+MAX_README_LINES = 300       # a user's guide on one page; method and experiments live in docs/
 
 
 

@@ -135,15 +135,15 @@ def test_onnx_dir_that_is_a_file_is_one_line(tiny, tmp_path, capsys):
     assert_one_line(code, err, (1,), "is a file")
 
 
-def _docs_example() -> str:
-    text = (ROOT / "docs" / "onnx.md").read_text(encoding="utf-8")
+def _readme_example() -> str:
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
     match = re.search(r"<!-- onnx-example:begin -->\n```python\n(.*?)```\n<!-- onnx-example:end -->", text, re.S)
-    assert match, "docs/onnx.md has no marked example"
+    assert match, "the README has no marked ONNX example"
     return match.group(1)
 
 
-def test_docs_example_edits_an_image_without_torch(tiny, exported, face, tmp_path):
-    """The example of docs/onnx.md, run as written with torch made unimportable, gives the image
+def test_readme_example_edits_an_image_without_torch(tiny, exported, face, tmp_path):
+    """The README's ONNX example, run as written with torch made unimportable, gives the image
     PyTorch gives for the same edit (within one level of 8 bits)."""
     from PIL import Image
 
@@ -152,7 +152,7 @@ def test_docs_example_edits_an_image_without_torch(tiny, exported, face, tmp_pat
 
     shutil.copytree(exported, tmp_path / "onnx")
     shutil.copy(face, tmp_path / "face.png")
-    (tmp_path / "example.py").write_text(_docs_example())
+    (tmp_path / "example.py").write_text(_readme_example())
     run = subprocess.run([sys.executable, "-c", "import sys; sys.modules['torch'] = None; "
                           "exec(open('example.py').read())"], cwd=tmp_path, capture_output=True, text=True,
                          timeout=120)

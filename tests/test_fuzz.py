@@ -17,34 +17,20 @@ import copy
 import io
 import itertools
 import json
-import os
 import struct
 import zlib
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import assume, given
 from hypothesis import strategies as st
 from PIL import Image
 
 from helpers.cli import assert_clean_exit, assert_one_line, run_cli
+from helpers.fuzzing import fuzz
 from helpers.hostile import HOSTILE, join_weights, split_weights
 
 pytestmark = pytest.mark.usefixtures("clean_env")      # fixtures in conftest.py: clean_env, tiny, face
-
-
-# A longer hunt than CI's: CCVAE_FUZZ_SCALE=20 tries 20 times as many examples; CCVAE_FUZZ_RANDOM=1
-# new ones on every run (hypothesis then prints how to reproduce a failure).
-SCALE = float(os.environ.get("CCVAE_FUZZ_SCALE", "1"))
-RANDOM = os.environ.get("CCVAE_FUZZ_RANDOM") == "1"
-
-
-def fuzz(n: int):
-    """hypothesis settings of every test here: `n` examples, the same ones on every run."""
-    return settings(max_examples=max(1, round(n * SCALE)), derandomize=not RANDOM, database=None,
-                    deadline=None, print_blob=RANDOM,
-                    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
-                                           HealthCheck.filter_too_much, HealthCheck.data_too_large])
 
 
 def run(argv, capsys, stdin: bytes | None = None) -> tuple[int, str, str]:

@@ -12,32 +12,21 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import struct
 import zlib
 from urllib.parse import quote
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from PIL import Image
 
 pytest.importorskip("starlette")
 pytest.importorskip("uvicorn")
 
+from helpers.fuzzing import fuzz  # noqa: E402
 from helpers.hostile import HOSTILE  # noqa: E402
 from helpers.studio import request, studio_process  # noqa: E402
-
-SCALE = float(os.environ.get("CCVAE_FUZZ_SCALE", "1"))
-RANDOM = os.environ.get("CCVAE_FUZZ_RANDOM") == "1"
-
-
-def fuzz(n: int):
-    return settings(max_examples=max(1, round(n * SCALE)), derandomize=not RANDOM, database=None,
-                    deadline=None, print_blob=RANDOM,
-                    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
-                                           HealthCheck.filter_too_much, HealthCheck.data_too_large])
-
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):

@@ -201,14 +201,10 @@ def _fmt_num(v: Any) -> str:
 
 
 def _preprocess_text(pre: dict) -> str:
+    from ccvae_tools.model.card import crop_in_words
+
     size = pre.get("size", "?")
-    if pre.get("crop") == "squash":
-        how = "whole frame squashed to a square"
-    elif pre.get("crop_size"):
-        how = f"centre {pre['crop_size']}x{pre['crop_size']} crop"
-    else:
-        how = "largest centred square"
-    return f"{how}, resized to {size}x{size} px"
+    return f"{crop_in_words(pre.get('crop'), pre.get('crop_size'))}, resized to {size}x{size} px"
 
 
 def _weights_arg(weights: Optional[str], model: Optional[str]) -> Optional[str]:

@@ -92,6 +92,16 @@ def _training(train: dict, shown_options: Sequence[str]) -> dict:
     return out
 
 
+def crop_in_words(crop: str | None, crop_size: int | None) -> str:
+    """What `data/images.py` does to a frame before resizing it, for people (`ccvae info`, the ONNX spec): from the
+    preprocessing a weights file records (its `crop` and `crop_size`)."""
+    if crop == "squash":
+        return "the whole frame squashed to a square"
+    if crop_size:
+        return f"the centred {crop_size} x {crop_size} px square cut (of the stored image)"
+    return "the largest centred square cut"
+
+
 def _count_parameters(tensors: dict) -> int:
     """The number of values in the file, from the header's tensor shapes (entries without a usable
     shape count 0): the parameter count `ccvae train` prints too (`network.num_parameters`)."""

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ccvae_tools.model.card import crop_in_words
 from ccvae_tools.util.atomic import atomic_write
 from ccvae_tools.util.errors import CcvaeError
 
@@ -157,12 +158,7 @@ def preprocess_spec(pre: dict) -> dict:
     """How an image file becomes the encoder's input (what `data/images.py` `load_image` does,
     then `LoadedModel.to_tensor`), as data and as steps in words."""
     size, channels = int(pre["size"]), int(pre["channels"])
-    if pre.get("crop") == "squash":
-        crop = "no crop: the whole frame is squashed to a square"
-    elif pre.get("crop_size"):
-        crop = f"cut the centred {pre['crop_size']} x {pre['crop_size']} px square (of the stored image)"
-    else:
-        crop = "cut the largest centred square"
+    crop = crop_in_words(pre.get("crop"), pre.get("crop_size"))
     mode = "RGB" if channels == 3 else "L (grayscale)"
     return {"size": size, "channels": channels, "crop": pre.get("crop"), "crop_size": pre.get("crop_size"),
             "mode": "RGB" if channels == 3 else "L", "scale": 1.0 / 255.0, "layout": "NCHW", "dtype": "float32",
