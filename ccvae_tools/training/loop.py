@@ -41,6 +41,7 @@ from ccvae_tools.training.recipe import Choice, choose_recipe, data_facts
 from ccvae_tools.training.resume import check_fits, start_or_resume
 from ccvae_tools.training.runs import describe_data, new_run_dir, position, print_options, write_json
 from ccvae_tools.training.state import STATE_FILE, save_state
+from ccvae_tools.training.tensorboard import TensorBoardLog
 from ccvae_tools.util.adam import Adam
 from ccvae_tools.util.console import info, warn
 from ccvae_tools.util.device import channels_last, native_bf16, pick_device
@@ -96,6 +97,7 @@ class Session:
     saved_at: tuple[int, int] | None = None       # (epoch, step) of the checkpoint on disk, None before one
     stop_requested: bool = False                  # Ctrl-C: stop after the step, with a checkpoint
     stop_agreed: bool = False                     # ... as every process of a DDP job knows it
+    board: TensorBoardLog | None = None           # --log tensorboard, on the main process
 
 
 def train(opts: TrainOptions, resume: str | None = None, dry_run: bool = False,
@@ -173,6 +175,8 @@ def _train_until_done_or_stopped(s: Session) -> None:
         raise Interrupted(f"stopped at once; {s.run} holds {where}: `ccvae train --resume {s.run}` continues "
                           f"from there") from None
     finally:
+        if s.board is not None:
+            s.board.close()
         if ours:
             signal.signal(signal.SIGINT, previous)
 
@@ -332,6 +336,8 @@ def _build(opts: TrainOptions, dist: Dist, run: Path, device: torch.device, cata
                       _autocast(opts.precision, device), data_meta, data_name, licence, on_device)
     if state is not None:
         _restore(session, state, device)
+    if opts.log == "tensorboard" and dist.main:         # from the step it starts at: no step twice on resume
+        session.board = TensorBoardLog(run / "tensorboard", session.counters.global_step)
     if dist.grouped:
         from torch.nn.parallel import DistributedDataParallel as DDP
 
@@ -519,6 +525,8 @@ def _evaluate(s: Session, log: ProgressLog, stopped: bool) -> dict | None:
     for reg in s.regularisers:
         line.update(reg.epoch_means())
     log.eval_line(c.epoch, metrics)
+    if s.board is not None:
+        s.board.metrics(c.global_step, {**line, **s.last_metrics})
     return {**line, **s.last_metrics}
 
 
@@ -568,7 +576,10 @@ def _preview(s: Session, stopped: bool) -> None:
     c, every = s.counters, s.opts.preview_every
     if s.dist.main and len(s.split.eval_idx) and every and (c.epoch % every == 0 or c.epoch == s.opts.epochs or stopped):
         (s.run / "previews").mkdir(exist_ok=True)
-        write_preview(s.model, s.eval_batches, s.split.eval_idx, s.run / "previews" / f"epoch{c.epoch:04d}.png")
+        path = s.run / "previews" / f"epoch{c.epoch:04d}.png"
+        write_preview(s.model, s.eval_batches, s.split.eval_idx, path)
+        if s.board is not None:
+            s.board.image("preview", c.global_step, path)
 
 
 def _save_checkpoint(s: Session, weights_only: bool = False) -> None:
@@ -599,3 +610,5 @@ def _save_checkpoint(s: Session, weights_only: bool = False) -> None:
         state.update(reg.state_dict())
     save_state(s.run / STATE_FILE, state)
     s.saved_at = (c.epoch, c.global_step)
+    if s.board is not None:
+        s.board.flush()

@@ -113,6 +113,9 @@ class TrainOptions:
                              resume=True)
     preview_every: int = option(5, "Preview images every N epochs (0: never).", minimum=0, maximum=1_000_000,
                                 resume=True)
+    log: str = option("none", "none | tensorboard: each evaluation's numbers and preview also as TensorBoard "
+                      "event files in RUN/tensorboard/ (the tensorboard extra; view with tensorboard --logdir "
+                      "runs).", choices=("none", "tensorboard"), resume=True)
     checkpoint_minutes: float = option(5.0, "Checkpoint every N minutes too (0: every step).", minimum=0,
                                        maximum=1e6, resume=True)
     max_eval: int = option(5000, "Validation images per evaluation.", minimum=1, maximum=10 ** 9, cli=False)
@@ -214,6 +217,10 @@ def check_options(opts: TrainOptions) -> None:
                          f"{opts.labelled_per_batch}")
     opts.device = check_device_name(opts.device)
     parse_widths(opts.widths, opts.image_size)
+    if opts.log == "tensorboard":
+        from ccvae_tools.training.tensorboard import check_available
+
+        check_available()
 
 
 def parse_widths(text: str, image_size: int) -> tuple[int, ...]:
