@@ -10,7 +10,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "ccvae_tools"
 
 # lowest first; a module may import its own layer and the layers before it (docs/architecture.md)
 LAYERS = ["util", "data", "objective", "model", "interventions", "render", "animation", "evaluation", "training",
-          "studio", "cli"]
+          "studio", "report", "cli"]
 TOP = {"__init__": 0, "__main__": len(LAYERS), "api": LAYERS.index("model")}
 
 

@@ -36,3 +36,5 @@ ccvae sample -m $F --set bold=1 --set italic=1 --set serif=1 --set char=g -n 16 
 # the studio (README): the page in headless Chromium, as its browser test drives it (needs the test
 # extras and a Chromium: apt-get install chromium)
 python ../tests/helpers/studio.py --screenshot $P/studio.png
+# the report page (README): `ccvae report avatars64` in headless Chromium, the top 1450 px of the page
+python ../tests/helpers/report_browser.py --screenshot $P/report.png --height 1450

@@ -44,9 +44,9 @@ def _root(
 
 
 def _register_all(target: typer.Typer) -> None:
-    from ccvae_tools.cli import data, evaluate, export, inspect, intervene, studio, train
+    from ccvae_tools.cli import data, evaluate, export, inspect, intervene, report, studio, train
 
-    for module in (train, inspect, intervene, evaluate, export, data, studio):  # the order of `ccvae --help`
+    for module in (train, inspect, intervene, evaluate, report, export, data, studio):  # the order of `ccvae --help`
         module.register(target)
 
 

@@ -131,6 +131,8 @@ def train(opts: TrainOptions, resume: str | None = None, dry_run: bool = False,
         _say_weak_spots(session)
         write_hub_readme(run / "model.safetensors")     # RUN/README.md: the folder uploads to a model hub as it is
         info(f"done: {run / 'model.safetensors'}")
+        info(f"one page with its curves, pictures and card: ccvae report {run} -o {run / 'report.html'} "
+             f"(add the data folder for ccvae eval's charts)")
     return run
 
 
