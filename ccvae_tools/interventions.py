@@ -94,10 +94,24 @@ def conditional_sample(model, n: int, assignments: dict[int, int], style: torch.
     return z
 
 
+EDIT_MAPS = ("outward", "quantile")      # the first is the default (docs/method.md section 4.3)
+
+
 @torch.no_grad()
-def edit(model, z: torch.Tensor, assignments: dict[int, int]) -> torch.Tensor:
-    """Set labels, keep the rest: move z_c^i from its current class c = argmax q(y_i | z_c^i) to class k
-    by the quantile-preserving map z' = mu_k + (z - mu_c) * sigma_k / sigma_c (unchanged if c = k)."""
+def edit(model, z: torch.Tensor, assignments: dict[int, int], mapping: str = EDIT_MAPS[0]) -> torch.Tensor:
+    """Set labels, keep the rest: move z_c^i from its current class c = argmax q(y_i | z_c^i) to class
+    k (unchanged if c = k). With t = (z - mu_c) / sigma_c, the code's place in class c in its standard
+    deviations, per coordinate:
+
+        quantile   z' = mu_k + t * sigma_k                      (keeps the code's quantile)
+        outward    z' = mu_k + |t| * sigma_k * sign(mu_k - mu_c)  (its distance from the class mean,
+                                                                  on the far side of mu_k from class c)
+
+    The quantile map sends a code deep inside class c (far from k) to the near edge of class k, where
+    the decoder draws the change weakly or not at all; the outward map never lands short of mu_k.
+    Coordinates where the two means are equal keep the quantile map."""
+    if mapping not in EDIT_MAPS:
+        raise ValueError(f"edit map {mapping!r}: one of {', '.join(EDIT_MAPS)}")
     out = z.clone()
     loc, scale = model.prior_params()
     z_c, _ = model.split(z)
@@ -108,7 +122,11 @@ def edit(model, z: torch.Tensor, assignments: dict[int, int]) -> torch.Tensor:
         c = current[:, i]
         mu_c, s_c = loc[i, c, :d], scale[i, c, :d]                # (B, d)
         mu_k, s_k = loc[i, k, :d], scale[i, k, :d]
-        moved = mu_k + (z[:, sl] - mu_c) * s_k / s_c
+        t = (z[:, sl] - mu_c) / s_c
+        if mapping == "outward":
+            away = torch.sign(mu_k - mu_c)
+            t = torch.where(away != 0, t.abs() * away, t)
+        moved = mu_k + t * s_k
         out[:, sl] = torch.where((c == k)[:, None], z[:, sl], moved)
     return out
 

@@ -58,12 +58,36 @@ def test_edit_is_quantile_preserving_and_touches_only_the_label(model):
     loc, scale = (t.detach() for t in model.prior_params())
     z = torch.randn(4, model.cfg.z_dim)
     z[:, 0] = torch.tensor([-1.02, -0.95, 1.01, 1.1])   # label a: classes 0, 0, 1, 1 (classifier sign)
-    out = edit(model, z, {0: 1})
+    out = edit(model, z, {0: 1}, "quantile")
     assert torch.equal(out[:, 1:], z[:, 1:])
     assert torch.equal(out[2:, 0], z[2:, 0])              # already class 1: unchanged
     expect = loc[0, 1, 0] + (z[:2, 0] - loc[0, 0, 0]) * scale[0, 1, 0] / scale[0, 0, 0]
     assert torch.allclose(out[:2, 0], expect)
-    assert torch.equal(edit(model, out, {0: 1}), out)     # a no-op once there
+    assert torch.equal(edit(model, out, {0: 1}, "quantile"), out)     # a no-op once there
+
+
+def test_outward_edit_keeps_the_distance_and_never_lands_short_of_the_new_mean(model):
+    loc, scale = (t.detach() for t in model.prior_params())
+    z = torch.randn(4, model.cfg.z_dim)
+    z[:, 0] = torch.tensor([-1.02, -0.95, 1.01, 1.1])   # label a: classes 0, 0, 1, 1
+    out = edit(model, z, {0: 1})                        # the default map
+    assert torch.equal(out[:, 1:], z[:, 1:]) and torch.equal(out[2:, 0], z[2:, 0])
+    t = (z[:2, 0] - loc[0, 0, 0]) / scale[0, 0, 0]
+    away = torch.sign(loc[0, 1, 0] - loc[0, 0, 0])
+    assert torch.allclose(out[:2, 0], loc[0, 1, 0] + t.abs() * scale[0, 1, 0] * away)
+    assert bool(((out[:2, 0] - loc[0, 1, 0]) * away >= 0).all())     # on the far side of class 1's mean
+    quantile = edit(model, z, {0: 1}, "quantile")
+    deep = (t * away < 0)                                            # the codes on class 0's far side
+    assert torch.allclose(out[:2, 0][~deep], quantile[:2, 0][~deep])  # elsewhere the two maps agree
+
+
+def test_edit_map_choices_of_the_commands_are_the_library_s():
+    from ccvae_tools.cli.params import EDIT_MAP_CHOICES
+    from ccvae_tools.interventions import EDIT_MAPS
+
+    assert EDIT_MAP_CHOICES == EDIT_MAPS
+    with pytest.raises(ValueError, match="edit map"):
+        edit(None, torch.zeros(1, 3), {0: 1}, "sideways")
 
 
 def test_swap_and_interpolate(model):

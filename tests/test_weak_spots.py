@@ -51,7 +51,8 @@ def _round_trip() -> RoundTrip:
     return RoundTrip(cfg).eval()        # priors N(-2, 1) and N(+2, 1); classifier sigmoid(z / 2)
 
 
-# codes z_c of four images: the quantile-preserving edit maps -2.5 -> 1.5 (done) but -5 -> -1 (not)
+# codes z_c of four images: the quantile map edits -2.5 -> 1.5 (done) but -5 -> -1 (not); the outward
+# map -2.5 -> 2.5 and -5 -> 5 (both done)
 CODES = torch.tensor([[-2.5, -2.5, 5.0, 0, 0],
                       [-5.0, -2.5, 5.0, 0, 0],
                       [2.5, 2.5, 5.0, 0, 0],
@@ -65,18 +66,25 @@ CODES = torch.tensor([[-2.5, -2.5, 5.0, 0, 0],
 def test_self_read_counts_what_the_model_reads_back():
     model = _round_trip()
     images = model.decode(CODES)
-    r = self_read_edit_success(model, images)
+    r = self_read_edit_success(model, images, mapping="quantile")
     assert r["images"] == 4
     assert r["success"] == {"a": 0.5, "b": 1.0, "c": 0.0}
     assert r["edited"] == {"a": 4, "b": 4, "c": 4} and r["done"] == {"a": 2, "b": 4, "c": 0}
     assert r["success_by_target"]["a"] == {"0": 0.5, "1": 0.5}
     assert r["mean_success"] == pytest.approx(0.5)
-    assert self_read_edit_success(model, images, batch_size=1) == r          # batches change nothing
+    assert self_read_edit_success(model, images, batch_size=1, mapping="quantile") == r   # batches change nothing
+
+
+def test_the_outward_map_does_the_edits_the_quantile_map_leaves_short():
+    model = _round_trip()
+    r = self_read_edit_success(model, model.decode(CODES))           # the default map
+    # -5 -> +5 and, for c, +5 -> -5: each code as far beyond the new class's mean as it was from its own
+    assert r["success"] == {"a": 1.0, "b": 1.0, "c": 1.0} and r["mean_success"] == pytest.approx(1.0)
 
 
 def test_images_already_at_the_value_are_no_edit():
     model = _round_trip()
-    r = self_read_edit_success(model, model.decode(CODES))
+    r = self_read_edit_success(model, model.decode(CODES), mapping="quantile")
     # every image has c = 1: only the edits to 0 count, and there is no share of edits to 1
     assert r["edited_by_target"]["c"] == {"0": 4, "1": 0}
     assert r["success_by_target"]["c"] == {"0": 0.0, "1": None}

@@ -17,7 +17,7 @@ from typing import Any, Optional
 
 import typer
 
-from ccvae_tools.cli.params import DEVICE, MODEL, QUIET, Commands, number, seed_option
+from ccvae_tools.cli.params import DEVICE, EDIT_MAP_CHOICES, EDIT_MAP_HELP, MODEL, QUIET, Commands, choice, number, seed_option
 from ccvae_tools.util.errors import CcvaeError, UsageError
 from ccvae_tools.util.text import safe_text
 
@@ -209,6 +209,7 @@ def eval_cmd(
     seed: int = seed_option("Seed of every random choice (results are deterministic)."),
     write: bool = typer.Option(False, "--write-metrics",
                                help="Store the metrics block in the weights file (ccvae.metrics)."),
+    edit_map: str = choice(EDIT_MAP_CHOICES[0], "--edit-map", choices=EDIT_MAP_CHOICES, help=EDIT_MAP_HELP),
     samples: int = number(64, "--samples", minimum=2, maximum=4096, help="Conditional samples per label and class."),
     draws: int = number(100, "--draws", minimum=1, maximum=10_000, help="K: draws for the bound's q^(y|x)."),
     judge_epochs: Optional[int] = number(None, "--judge-epochs", minimum=1, maximum=1000,
@@ -238,7 +239,7 @@ def eval_cmd(
     m = cli_io.open_model(str(path), device)
     report = run_eval(m, path, data, catalog, decoded, SPLITS[split], judge_option=judge_opt,
                       judge_epochs=judge_epochs, max_images=max_images, seed=seed, draws=draws, samples=samples,
-                      progress=_say)
+                      edit_map=edit_map, progress=_say)
     if write:
         write_metrics(path, report["metrics"], stat_before)
         _say(f"eval: wrote the metrics into {path} (ccvae.metrics)")

@@ -15,7 +15,7 @@ from typing import List, Optional
 
 import typer
 
-from ccvae_tools.cli.params import (DEVICE, FORCE, FORMAT, MODEL, OUTPUT, QUIET, RESAMPLE, SAMPLE, SEED,
+from ccvae_tools.cli.params import (DEVICE, EDIT_MAP, FORCE, FORMAT, MODEL, OUTPUT, QUIET, RESAMPLE, SAMPLE, SEED,
                                     SIZE, Commands, number, split_list)
 from ccvae_tools.util.errors import UsageError
 from ccvae_tools.util.text import safe_text, slug
@@ -306,11 +306,12 @@ def edit_cmd(
     images: List[str] = typer.Argument(..., help="Input images (- = stdin)."),
     set_: List[str] = typer.Option(..., "--set", "-s", help="LABEL=VALUE to set (several allowed)."),
     compare: bool = typer.Option(False, "--compare", help="Write input | reconstruction | edit side by side."),
+    mapping: str = EDIT_MAP,
     output: Optional[str] = OUTPUT, fmt: Optional[str] = FORMAT, size: Optional[int] = SIZE,
     resample: str = RESAMPLE, sample: bool = SAMPLE, seed: int = SEED, force: bool = FORCE,
     model: Optional[str] = MODEL, device: Optional[str] = DEVICE, quiet: bool = QUIET,
 ) -> None:
-    """Intervene: set labels (quantile-preserving move of their latents), keep the rest of the image."""
+    """Intervene: set labels (move their latents to the new class), keep the rest of the image."""
     import numpy as np
 
     from ccvae_tools import render
@@ -322,7 +323,7 @@ def edit_cmd(
     inputs = s.read(images)
     arr = np.stack([a for _, a in inputs])
     z = s.m.codes(arr, sample=sample, seed=seed)
-    edited = s.m.decode(edit(s.model, z, assign))
+    edited = s.m.decode(edit(s.model, z, assign, mapping))
     recon = s.m.decode(z) if compare else None
     pictures = []
     for b in range(len(inputs)):

@@ -94,6 +94,13 @@ FORMAT = typer.Option(None, "--format", help="Format for -o - (png, jpg, webp, g
 SIZE = number(None, "--size", minimum=1, maximum=4096,
               help="Tile side in pixels: upscale small images (default: model size).")
 RESAMPLE = choice("nearest", "--resample", choices=("nearest", "lanczos"), help="Upscaling: nearest | lanczos")
+# the choices of interventions.EDIT_MAPS, the default first (written out: this module loads no torch;
+# tests/test_interventions.py checks that the two agree)
+EDIT_MAP_CHOICES = ("outward", "quantile")
+EDIT_MAP_HELP = ("How an edit moves a label's code to the new class: outward (its distance from its class's mean, "
+                 "on the far side of the new class's mean) | quantile (the same quantile of the new class; "
+                 "docs/method.md 4.3).")
+EDIT_MAP = choice(EDIT_MAP_CHOICES[0], "--map", choices=EDIT_MAP_CHOICES, help=EDIT_MAP_HELP)
 SAMPLE = typer.Option(False, "--sample", help="Draw z ~ q(z|x) instead of the posterior mean.")
 SEED = seed_option()
 FORCE = typer.Option(False, "--force", help="Let an output replace one of the input images (refused "

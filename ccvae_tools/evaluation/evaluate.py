@@ -17,13 +17,14 @@ from ccvae_tools.evaluation.parts import (EvalSet, Report, classification, condi
                                           self_read_edits, style_probe_and_capture)
 from ccvae_tools.evaluation.truth import ContinuousTruth, GroundTruth
 from ccvae_tools.evaluation.weak_spots import SELF_READ_IMAGES
+from ccvae_tools.interventions import EDIT_MAPS
 
 
 def evaluate_model(m, data: Decoded, *, split: int = TEST, judge=None, truth: GroundTruth | None = None,
                    continuous: ContinuousTruth | None = None,
                    max_images: int | None = None, seed: int = 0, draws: int = 100, samples: int = 64,
                    edit_cap: int = 500, capture_cap: int = 5000, self_read_cap: int = SELF_READ_IMAGES,
-                   batch_size: int = 256,
+                   batch_size: int = 256, edit_map: str = EDIT_MAPS[0],
                    progress: Callable[[str], None] | None = None) -> dict:
     """Evaluate a loaded model (`api.LoadedModel`) on a decoded data set whose labels are the model's
     labels in the model's order. Returns {"metrics": ..., "details": ..., "seconds": ...}; `metrics`
@@ -37,7 +38,7 @@ def evaluate_model(m, data: Decoded, *, split: int = TEST, judge=None, truth: Gr
     success and leakage of edits; 5 conditional samples: carried label and diversity. Parts 4-5 need
     a judge (`evaluation.judge.Judge`). Deterministic for a seed; the global torch RNG is left as it was.
     """
-    ev = EvalSet.choose(m, data, split, max_images, seed, progress)
+    ev = EvalSet.choose(m, data, split, max_images, seed, progress, edit_map)
     report = Report.start(ev)
     with report.timed("classify_bound"):
         ev.say(f"eval: encoding {ev.n:,} {report.metrics['split']} images (bound with K = {draws} draws)")

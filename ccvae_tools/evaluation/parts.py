@@ -34,7 +34,7 @@ from ccvae_tools.evaluation.metrics import (capture_accuracy, capture_scores, ca
                                             majority_classes, mean_of, sample_diversity)
 from ccvae_tools.evaluation.truth import ContinuousTruth, GroundTruth, capture_class
 from ccvae_tools.evaluation.weak_spots import SELF_READ_KEY, self_read_from_codes
-from ccvae_tools.interventions import conditional_sample, edit
+from ccvae_tools.interventions import EDIT_MAPS, conditional_sample, edit
 
 JUDGE_CHUNK = 1024          # evaluated images handed to the judge at a time
 
@@ -66,10 +66,11 @@ class EvalSet:
     y_true: np.ndarray              # their labels (N, L), NaN = unknown
     majority: np.ndarray            # each label's majority class on TRAIN
     say: Callable[[str], None]
+    edit_map: str = EDIT_MAPS[0]    # how edits move a code (interventions.edit)
 
     @classmethod
     def choose(cls, m, data: Decoded, split: int, max_images: int | None, seed: int,
-               progress: Callable[[str], None] | None) -> "EvalSet":
+               progress: Callable[[str], None] | None, edit_map: str = EDIT_MAPS[0]) -> "EvalSet":
         labels = list(m.model.cfg.labels)
         if data.labels.shape[1] != len(labels):
             raise ValueError(f"the data has {data.labels.shape[1]} labels, the model {len(labels)}")
@@ -77,7 +78,8 @@ class EvalSet:
         test_idx = _subset(split_idx, max_images, seed, 1)
         return cls(m=m, data=data, split=split, seed=seed, train_idx=train_idx, split_idx=split_idx,
                    test_idx=test_idx, y_true=data.labels[test_idx],
-                   majority=majority_classes(data.labels, train_idx), say=progress or (lambda msg: None))
+                   majority=majority_classes(data.labels, train_idx), say=progress or (lambda msg: None),
+                   edit_map=edit_map)
 
     @property
     def model(self):
@@ -116,7 +118,8 @@ class Report:
     @classmethod
     def start(cls, ev: EvalSet) -> "Report":
         name = SPLIT_NAMES[ev.split]
-        return cls(metrics={"source": "ccvae eval", "split": name, "images": ev.n, "seed": int(ev.seed)},
+        return cls(metrics={"source": "ccvae eval", "split": name, "images": ev.n, "seed": int(ev.seed),
+                            "edit_map": ev.edit_map},
                    counts={name: ev.n, f"{name}_available": int(len(ev.split_idx)),
                            "train": int(len(ev.train_idx))})
 
@@ -160,7 +163,7 @@ def self_read_edits(ev: EvalSet, mu_test: torch.Tensor, cap: int, report: Report
     the weak-spot lines use."""
     n = min(ev.n, cap)
     ev.say(f"eval: edits of {n:,} images read back by the model's own classifier")
-    report.metrics[SELF_READ_KEY] = self_read_from_codes(ev.model, mu_test[:n])
+    report.metrics[SELF_READ_KEY] = self_read_from_codes(ev.model, mu_test[:n], mapping=ev.edit_map)
     report.counts[SELF_READ_KEY] = int(n)
 
 
@@ -302,7 +305,7 @@ def _capture_label(ev: EvalSet, i: int, variants: np.ndarray, column: str, probe
 
 # --- part 4: the judge's accuracy; edits ----------------------------------------------------------------
 
-def _apply_edits(model, z: torch.Tensor, current: np.ndarray, goal: np.ndarray) -> torch.Tensor:
+def _apply_edits(model, z: torch.Tensor, current: np.ndarray, goal: np.ndarray, mapping: str) -> torch.Tensor:
     """Codes moved from the classes `current` (N, L) to `goal` (N, L): rows that change the same
     labels to the same classes are edited together."""
     wanted = np.where(goal != current, goal, -1)
@@ -312,7 +315,7 @@ def _apply_edits(model, z: torch.Tensor, current: np.ndarray, goal: np.ndarray) 
         assign = {j: int(v) for j, v in enumerate(key) if v >= 0}
         if assign:
             rows = torch.from_numpy(group.reshape(-1) == g).to(z.device)
-            out[rows] = edit(model, z[rows], assign)
+            out[rows] = edit(model, z[rows], assign, mapping)
     return out
 
 
@@ -329,7 +332,7 @@ class _Edited:
 
     def judged(self, goal: np.ndarray) -> np.ndarray:
         """The judge's probabilities of the images with their classes moved to `goal` (n, L)."""
-        return self.judge.probs(self.ev.m.decode(_apply_edits(self.ev.model, self.codes, self.current, goal)))
+        return self.judge.probs(self.ev.m.decode(_apply_edits(self.ev.model, self.codes, self.current, goal, self.ev.edit_map)))
 
 
 def judge_accuracy_and_edits(ev: EvalSet, judge, mu_test: torch.Tensor, pred: np.ndarray, edit_cap: int,

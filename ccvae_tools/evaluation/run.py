@@ -100,7 +100,7 @@ def judge_path(option: Optional[str], weights: Path, data_name: str, size: int, 
 
 def run_eval(m, weights: Path, data: Path, catalog, decoded, split: int, *, judge_option: Optional[str],
              judge_epochs: Optional[int], max_images: Optional[int], seed: int, draws: int, samples: int,
-             progress: Callable[[str], None]) -> dict:
+             progress: Callable[[str], None], edit_map: str = "outward") -> dict:   # interventions.EDIT_MAPS[0]
     """The judge found or trained, the ground truth read where the data has it, `evaluate_model` run:
     the report of `ccvae eval --json` (model, data, judge, metrics, details, seconds)."""
     from ccvae_tools.evaluation.evaluate import evaluate_model
@@ -118,7 +118,7 @@ def run_eval(m, weights: Path, data: Path, catalog, decoded, split: int, *, judg
                  "in the data: capture skipped")
     report = evaluate_model(m, decoded, split=split, judge=judge, truth=truth, continuous=continuous,
                             max_images=max_images,
-                            seed=seed, draws=draws, samples=samples, progress=progress)
+                            seed=seed, draws=draws, samples=samples, edit_map=edit_map, progress=progress)
     return {"model": str(weights), "data": str(data),
             "judge": {"path": str(judge.path), "trained": bool(judge.trained),
                       "epochs": judge.meta.get("epochs"), "train_images": judge.meta.get("train_images")},

@@ -29,7 +29,7 @@ import torch
 
 from ccvae_tools.evaluation.heldout import predicted_classes
 from ccvae_tools.evaluation.metrics import json_ready, mean_of
-from ccvae_tools.interventions import edit
+from ccvae_tools.interventions import EDIT_MAPS, edit
 from ccvae_tools.util.text import safe_text
 
 EDIT_DONE = 0.7                 # edits read as done less often than this are a weak spot
@@ -51,7 +51,7 @@ def as_saved(x: torch.Tensor) -> torch.Tensor:
 # --- edits read back by the model itself ----------------------------------------------------------
 
 @torch.no_grad()
-def self_read_edit_success(model, images: torch.Tensor, batch_size: int = 256) -> dict:
+def self_read_edit_success(model, images: torch.Tensor, batch_size: int = 256, mapping: str = EDIT_MAPS[0]) -> dict:
     """Self-read edit success of a CCVAE on images (N, C, H, W) in [0, 1]: their posterior means,
     each label i set to each class v by `interventions.edit`, decoded, re-encoded, and read by the
     model's own q(y_i | z_c^i) at the posterior mean. An image whose own class of i is already v
@@ -65,21 +65,21 @@ def self_read_edit_success(model, images: torch.Tensor, batch_size: int = 256) -
     codes = [model.encode(images[s: s + batch_size].to(device).float())[0]
              for s in range(0, len(images), batch_size)]
     z = torch.cat(codes) if codes else torch.zeros(0, model.cfg.z_dim, device=device)
-    return self_read_from_codes(model, z, batch_size)
+    return self_read_from_codes(model, z, batch_size, mapping)
 
 
 @torch.no_grad()
-def self_read_from_codes(model, z: torch.Tensor, batch_size: int = 256) -> dict:
+def self_read_from_codes(model, z: torch.Tensor, batch_size: int = 256, mapping: str = EDIT_MAPS[0]) -> dict:
     """`self_read_edit_success` from the images' posterior means z (N, Z), for a caller that has them."""
     labels = model.cfg.labels
     edited = np.zeros((len(labels), model.kmax), dtype=np.int64)
     done = np.zeros_like(edited)
     for s in range(0, len(z), batch_size):
-        _count_batch(model, z[s: s + batch_size], edited, done)
+        _count_batch(model, z[s: s + batch_size], edited, done, mapping)
     return _self_read_report(labels, edited, done, len(z))
 
 
-def _count_batch(model, z: torch.Tensor, edited: np.ndarray, done: np.ndarray) -> None:
+def _count_batch(model, z: torch.Tensor, edited: np.ndarray, done: np.ndarray, mapping: str) -> None:
     """Add one batch's edits (label, target) and those read as done to the counts (L, K_max)."""
     current = predicted_classes(model, z)                           # the class `edit` moves from
     for i, lab in enumerate(model.cfg.labels):
@@ -87,7 +87,7 @@ def _count_batch(model, z: torch.Tensor, edited: np.ndarray, done: np.ndarray) -
             rows = np.flatnonzero(current[:, i] != v)               # already v: no edit to count
             if not len(rows):
                 continue
-            moved = edit(model, z[torch.from_numpy(rows).to(z.device)], {i: v})
+            moved = edit(model, z[torch.from_numpy(rows).to(z.device)], {i: v}, mapping)
             again, _ = model.encode(as_saved(model.decode(moved)))
             edited[i, v] += len(rows)
             done[i, v] += int((predicted_classes(model, again)[:, i] == v).sum())

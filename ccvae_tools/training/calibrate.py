@@ -6,7 +6,7 @@ the learning rate per step: in a short run it stays near where it started (+-2 f
 while the encoder, pushed by alpha * log q(y|x), spreads the codes much further (in a 20-epoch
 run on 3,000 avatars, Eyeglasses codes at +6.1 under a prior at +2.3). Edits, conditional samples
 and traversals all go through the table, so they land among codes the decoder has never seen:
-an edit from deep inside class 0 to class 1 (the quantile-preserving map of interventions.edit)
+an edit from deep inside class 0 to class 1 (the quantile map of interventions.edit)
 stays on the class-0 side, and the picture does not change (docs/experiments.md, "The prior set
 to the codes").
 
