@@ -24,8 +24,8 @@ register = commands.register
 
   Writes encoder.onnx, decoder.onnx, classifier.onnx and ccvae.json (names, shapes, labels with
   their slices of z and prior means, preprocessing) into DIR, made if missing, and checks them with
-  onnxruntime against the model. Needs the extra: pip install 'ccvae-tools[export]'. docs/onnx.md
-  has an edit in a dozen lines of numpy and onnxruntime.
+  onnxruntime against the model. Needs the extra: pip install 'ccvae-tools[export]'. The README
+  has an edit in a dozen lines of numpy and onnxruntime; docs/onnx.md describes the files.
 """)
 def export_cmd(
     weights: Optional[str] = typer.Argument(None, help="Weights file or run folder (default: as --model).",

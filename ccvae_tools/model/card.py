@@ -21,6 +21,7 @@ from typing import Any
 from ccvae_tools.model.weights import read_header, read_metadata
 from ccvae_tools.util.atomic import atomic_write
 from ccvae_tools.util.errors import CcvaeError, WeightsError
+from ccvae_tools.util.ranges import finite_number
 from ccvae_tools.util.text import safe_text
 
 
@@ -212,7 +213,7 @@ def _hub_metrics(metrics: dict) -> list[dict]:
     entries = []
     for key, what in _PER_LABEL_METRICS:
         for label, value in _dict(metrics.get(key)).items():
-            if _finite(value):
+            if finite_number(value):
                 entries.append({"type": key, "name": f"{label} {what}", "value": value})
     for path, kind, name in _SCALAR_METRICS:
         value = _metric_at(metrics, path)
@@ -226,11 +227,7 @@ def _metric_at(metrics: dict, path: tuple[str, ...]) -> float | int | None:
     value: Any = metrics
     for key in path:
         value = _dict(value).get(key)
-    return value if _finite(value) else None
-
-
-def _finite(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+    return value if finite_number(value) else None
 
 
 def _title(meta: dict) -> str:
@@ -334,7 +331,7 @@ def _hub_body(meta: dict) -> str:
 def _data_line(data: dict) -> list[str]:
     if not data:
         return []
-    counts = [f"{data[k]:,} {k}" for k in ("images", "labelled") if _finite(data.get(k))]
+    counts = [f"{data[k]:,} {k}" for k in ("images", "labelled") if finite_number(data.get(k))]
     return [f"- data: {_md(data.get('name', '?'))}" + (f" ({', '.join(counts)})" if counts else "")]
 
 
@@ -355,10 +352,10 @@ def _metrics_table(labels: list[dict], metrics: dict) -> list[str]:
                ("majority baseline", _dict(metrics.get("majority_baseline"))))
     n = metrics.get("images")
     rows = ["## Metrics", "", f"q(y|x) at the posterior mean, on the {_md(metrics.get('split', 'held-out'))} split"
-            + (f" ({n:,} images)" if _finite(n) else "") + ":", "",
+            + (f" ({n:,} images)" if finite_number(n) else "") + ":", "",
             "| label | " + " | ".join(name for name, _ in columns) + " |", "| --- " * (len(columns) + 1) + "|"]
     for lab in labels:
-        cells = [f"{col[lab['name']]:.4f}" if _finite(col.get(lab["name"])) else "" for _, col in columns]
+        cells = [f"{col[lab['name']]:.4f}" if finite_number(col.get(lab["name"])) else "" for _, col in columns]
         rows.append(f"| {_md(lab['name'])} | " + " | ".join(cells) + " |")
     scalars = [f"{name} {_metric_at(metrics, path):.4g}" for path, _, name in _SCALAR_METRICS
                if _metric_at(metrics, path) is not None]

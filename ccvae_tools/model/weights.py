@@ -32,6 +32,7 @@ from ccvae_tools import __version__
 from ccvae_tools.util.atomic import atomic_write
 from ccvae_tools.util.errors import WeightsError
 from ccvae_tools.util.files import NotRegularFile, open_regular
+from ccvae_tools.util.ranges import finite_number
 
 FORMAT_VERSION = "1"
 REQUIRED = ("ccvae.format_version", "ccvae.config", "ccvae.labels", "ccvae.label_prior", "ccvae.preprocess")
@@ -249,10 +250,6 @@ def _check_float_tensors(path: Path, tensors: dict[str, Any]) -> None:
                                f"are floating point ({', '.join(FLOAT_DTYPES)})")
 
 
-def _is_number(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
-
 # What the records of the metadata hold, where present: field -> (test, what it must be). The card,
 # `ccvae labels` and the loader read these fields; a value of another type is one line naming it.
 _TEXT = (lambda v: isinstance(v, str), "a string")
@@ -263,7 +260,7 @@ CONFIG_FIELDS = {
     "image_size": _COUNT, "channels": _CHANNELS, "label_dims": _COUNTS, "widths": _COUNTS, "hidden": _COUNT,
     "labels": (lambda v: isinstance(v, list) and all(isinstance(x, dict) for x in v), "an array of objects"),
     "z_style": (lambda v: _whole(v), "a whole number >= 0"),
-    "likelihood_scale": (lambda v: _is_number(v) and v > 0, "a finite number > 0"),
+    "likelihood_scale": (lambda v: finite_number(v) and v > 0, "a finite number > 0"),
     "likelihood": _TEXT, "architecture": _TEXT}
 LABEL_FIELDS = {"name": _TEXT, "dim": _COUNT,
                 "classes": (lambda v: isinstance(v, list) and len(v) > 0 and all(isinstance(x, str) for x in v),

@@ -12,7 +12,6 @@ in a line, what is missing and why (no run folder, no DATA), so that the page sh
 from __future__ import annotations
 
 import io
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,7 @@ from ccvae_tools.report import pictures, plots
 from ccvae_tools.report.history import HISTORY_FILE, History, read_history, read_run_options, run_history_file
 from ccvae_tools.report.page import Embedded
 from ccvae_tools.training.options import card_options
+from ccvae_tools.util.ranges import finite_number
 
 
 @dataclass
@@ -79,7 +79,7 @@ def _dict(v: Any) -> dict:
 
 def _fmt(v: Any, digits: int) -> str | None:
     """A number as the page shows it; None for anything else (the stored metrics come from a file)."""
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+    if not finite_number(v):
         return None
     return f"{v:,}" if isinstance(v, int) else f"{v:,.{digits}f}"
 

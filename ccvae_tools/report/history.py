@@ -13,12 +13,12 @@ number is a gap, a key that is missing is a gap too, and only the model's own la
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ccvae_tools.util.files import NotRegularFile, open_regular, read_at_most
+from ccvae_tools.util.ranges import finite_number
 
 HISTORY_FILE = "metrics.jsonl"
 OPTIONS_FILE = "options.json"
@@ -55,10 +55,7 @@ def run_history_file(weights: Path) -> Path | None:
 
 
 def _number(v: Any) -> float | None:
-    if isinstance(v, bool) or not isinstance(v, (int, float)):
-        return None
-    v = float(v)
-    return v if math.isfinite(v) else None
+    return float(v) if finite_number(v) else None
 
 
 def _read_bounded(path: Path, limit: int) -> bytes | None:

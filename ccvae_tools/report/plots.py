@@ -24,6 +24,7 @@ from typing import Any, Callable, Iterator
 from ccvae_tools.evaluation.weak_spots import SELF_READ_KEY
 from ccvae_tools.report.history import SCALARS, History
 from ccvae_tools.util.errors import CcvaeError
+from ccvae_tools.util.ranges import finite_number
 from ccvae_tools.util.text import safe_text
 
 EXTRA_HINT = "pip install 'ccvae-tools[report]'"
@@ -163,7 +164,7 @@ def label_numbers(value: Any, names: list[str]) -> dict[str, float]:
     out = {}
     for n in names:
         v = value.get(n)
-        if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
+        if finite_number(v):
             out[n] = float(v)
     return out
 

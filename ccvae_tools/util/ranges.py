@@ -7,8 +7,8 @@ with one line naming the option and the range (a UsageError, exit 2), before any
     LR.check("--lr", -1.0)  # UsageError: --lr must be a finite number in (0, 1], got -1.0
 
 Training options (`training/options.py`) and the commands' numeric options (`cli/params.number`)
-both use it; `whole_number` reads a count or size written in a file or an option. Imports only
-util/errors.
+both use it; `whole_number` reads a count or size written in a file or an option, and
+`finite_number` tells a usable number read from a file (JSON, metadata). Imports only util/errors.
 """
 
 from __future__ import annotations
@@ -30,6 +30,12 @@ def whole_number(text: str, max_digits: int = 18) -> int | None:
     if not text or len(text) > max_digits or not _ASCII_DIGITS.issuperset(text):
         return None
     return int(text)
+
+
+def finite_number(value) -> bool:
+    """A finite int or float, and not a bool (JSON's true is an int to Python): what a number read
+    from a file (metrics, metadata, a run's records) must be before it is shown or computed with."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _num(x: float) -> str:
