@@ -90,6 +90,19 @@ def test_capture_summary_counts_clear_wins_by_the_margin():
     assert s["mean_z_c"] == pytest.approx(0.48) and s["mean_z_s"] == pytest.approx(0.45)
 
 
+def test_balanced_probe_finds_a_rare_class_the_plain_fit_leaves_to_the_majority():
+    # one overlapping feature, 5 % positives: the plain fit calls everything negative, the balanced
+    # fit (each class weighing the same) trades some negatives for most of the positives
+    rng = np.random.default_rng(0)
+    y = (rng.random(4000) < 0.05).astype(int)
+    x = (y + rng.normal(0, 0.6, len(y)))[:, None]
+    recall = lambda pred: [float((pred[y == c] == c).mean()) for c in (0, 1)]
+    plain = recall(ev.fit_softmax_regression(x, y, 2)(x))
+    balanced = recall(ev.fit_softmax_regression(x, y, 2, balanced=True)(x))
+    assert plain[1] < 0.5 < balanced[1] and balanced[0] > 0.7
+    assert np.mean(balanced) > np.mean(plain) + 0.1
+
+
 def test_capture_edge_cases():
     # one train variant: always guessed; unseen test variants count as errors
     assert ev.capture_accuracy(np.zeros((3, 1)), ["a"] * 3, np.zeros((2, 1)), ["a", "b"]) == 0.5

@@ -121,15 +121,21 @@ def chance_level(train_variants: Sequence, test_variants: Sequence) -> float:
 
 
 def fit_softmax_regression(x: np.ndarray, y: np.ndarray, num_classes: int, steps: int = 300,
-                           l2: float = 1e-3) -> Callable[[np.ndarray], np.ndarray]:
+                           l2: float = 1e-3, balanced: bool = False) -> Callable[[np.ndarray], np.ndarray]:
     """Multinomial logistic regression (standardised inputs, L2 penalty, LBFGS from zero weights:
-    deterministic). Returns predict(x) -> class indices."""
+    deterministic). Returns predict(x) -> class indices. balanced: every class weighs the same in
+    the loss (each example by 1 / its class's count), so that a rare class is not left to the
+    majority by the fit itself: what a probe for balanced accuracy wants."""
     x = np.asarray(x, dtype=np.float64).reshape(len(x), -1)
     mean = x.mean(0)
     std = x.std(0)
     std[std < 1e-8] = 1.0
     inputs = torch.from_numpy((x - mean) / std)
     targets = torch.from_numpy(np.asarray(y, dtype=np.int64))
+    class_weight = None
+    if balanced:
+        counts = torch.bincount(targets, minlength=num_classes).double()
+        class_weight = torch.where(counts > 0, len(targets) / (num_classes * counts.clamp(min=1)), 0.0)
     weight = torch.zeros(inputs.shape[1], num_classes, dtype=torch.float64, requires_grad=True)
     bias = torch.zeros(num_classes, dtype=torch.float64, requires_grad=True)
     opt = torch.optim.LBFGS([weight, bias], lr=1.0, max_iter=int(steps), history_size=20,
@@ -137,7 +143,8 @@ def fit_softmax_regression(x: np.ndarray, y: np.ndarray, num_classes: int, steps
 
     def closure():
         opt.zero_grad()
-        loss = torch.nn.functional.cross_entropy(inputs @ weight + bias, targets) + l2 * (weight ** 2).sum()
+        logits = inputs @ weight + bias
+        loss = torch.nn.functional.cross_entropy(logits, targets, weight=class_weight) + l2 * (weight ** 2).sum()
         loss.backward()
         return loss
 

@@ -1,0 +1,108 @@
+"""Is a label missed by the classifier, or missing from the codes? Per label of a trained model:
+
+    python benchmarks/code_probe.py DATA MODEL [--split valid] [--variants 6]
+
+- `model`: the model's own reading, q(y_i | mu_c(x)) at the posterior mean (as training's
+  validation lines read it), on the chosen split;
+- `probe, all z`: a class-balanced linear probe of the whole posterior mean mu(x), fitted on every
+  train image's label (all of them, whatever share the model was trained with). When even this
+  probe sits near 0.5 balanced, the codes do not hold the label: no classifier on them, and no
+  number of labels for the classifier, will read it; what the encoder keeps has to change;
+- the majority baseline, from the train split.
+
+DATA is the folder the model was trained on. For generated avatars (`ccvae data avatars`: their
+avatars.csv records how each face was drawn), each label whose model balanced accuracy is below
+0.85 is broken down by the variants of its rarer class: how many of each the split has, and the
+share of them the model and the probe find (e.g. Gray_Hair: grey hair in full, or only a grey fringe
+at the sides of a bald head). Output: markdown tables on stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from ccvae_tools.data.base import TRAIN, VALID, TEST  # noqa: E402
+from ccvae_tools.evaluation.metrics import fit_softmax_regression, label_metrics, majority_classes  # noqa: E402
+from ccvae_tools.evaluation.run import open_eval_data  # noqa: E402
+from ccvae_tools.evaluation.truth import load_ground_truth  # noqa: E402
+from ccvae_tools.model.api import load  # noqa: E402
+
+SPLITS = {"train": TRAIN, "valid": VALID, "test": TEST}
+BREAKDOWN_BELOW = 0.85           # model balanced accuracy under which a label's variants are listed
+
+
+def probe_predictions(mu_train: np.ndarray, labels_train: np.ndarray, mu_eval: np.ndarray) -> np.ndarray:
+    """(N_eval, L) class indices from one balanced linear probe of all of mu per label."""
+    pred = np.zeros((len(mu_eval), labels_train.shape[1]), dtype=np.int64)
+    for i in range(labels_train.shape[1]):
+        known = ~np.isnan(labels_train[:, i])
+        y = labels_train[known, i].astype(np.int64)
+        predict = fit_softmax_regression(mu_train[known], y, int(y.max()) + 1, balanced=True)
+        pred[:, i] = predict(mu_eval)
+    return pred
+
+
+def variant_rows(name: str, rare: int, truth_col: np.ndarray, variants: np.ndarray, model_pred: np.ndarray,
+                 probe_pred: np.ndarray, top: int) -> list[str]:
+    """One row per variant of the rarer class: count, share found by the model and by the probe."""
+    sel = truth_col == rare
+    counts = Counter(str(v) for v in variants[sel])
+    rows = [f"\n{name}, class {rare} ({int(sel.sum())} images) by variant:\n",
+            "| variant | images | model finds | probe finds |", "| --- | --- | --- | --- |"]
+    for variant, n in counts.most_common(top):
+        hit = sel & (variants.astype(str) == variant)
+        rows.append(f"| {variant} | {n} | {(model_pred[hit] == rare).mean():.2f} | {(probe_pred[hit] == rare).mean():.2f} |")
+    return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("data", type=Path)
+    ap.add_argument("model", type=Path)
+    ap.add_argument("--split", choices=sorted(SPLITS), default="valid")
+    ap.add_argument("--variants", type=int, default=6, help="variants listed per weak label")
+    args = ap.parse_args()
+
+    m = load(args.model)
+    _, data = open_eval_data(args.data, m.meta, None, None, None, workers=1)
+    names = m.label_names
+    train_idx, eval_idx = data.indices(TRAIN), data.indices(SPLITS[args.split])
+    mu_train = m.encode(np.ascontiguousarray(data.images[train_idx]))[0].numpy()
+    mu_eval = m.encode(np.ascontiguousarray(data.images[eval_idx]))[0].numpy()
+    truth = data.labels[eval_idx]
+    majority = majority_classes(data.labels, train_idx)
+    model_pred = m.classify(np.ascontiguousarray(data.images[eval_idx]), draws=0).argmax(-1).numpy()
+    probe_pred = probe_predictions(mu_train, data.labels[train_idx], mu_eval)
+    ours, probe = (label_metrics(p, truth, majority, names) for p in (model_pred, probe_pred))
+
+    print(f"{args.model} on {args.data}, {args.split} split ({len(eval_idx)} images); probe fitted on "
+          f"{len(train_idx)} train images, all labelled\n")
+    print("| label | majority baseline | model accuracy | model balanced | probe, all z: accuracy | balanced |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    for n in names:
+        print(f"| {n} | {ours['majority_baseline'][n]:.3f} | {ours['accuracy'][n]:.3f} | "
+              f"{ours['balanced_accuracy'][n]:.3f} | {probe['accuracy'][n]:.3f} | {probe['balanced_accuracy'][n]:.3f} |")
+    print(f"| mean | {ours['mean_majority_baseline']:.3f} | {ours['mean_accuracy']:.3f} | "
+          f"{ours['mean_balanced_accuracy']:.3f} | {probe['mean_accuracy']:.3f} | {probe['mean_balanced_accuracy']:.3f} |")
+
+    gt = load_ground_truth([args.data], [data.files[i] for i in eval_idx], names)
+    if gt is None:
+        return
+    for i, n in enumerate(names):
+        variants = gt.variants(n)
+        if variants is None or ours["balanced_accuracy"][n] >= BREAKDOWN_BELOW:
+            continue
+        rare = 1 - int(majority[i]) if m.labels[i].num_classes == 2 else int(np.bincount(
+            truth[~np.isnan(truth[:, i]), i].astype(int)).argmin())
+        print("\n".join(variant_rows(n, rare, truth[:, i], variants, model_pred[:, i], probe_pred[:, i], args.variants)))
+
+
+if __name__ == "__main__":
+    main()
