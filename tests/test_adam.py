@@ -79,7 +79,7 @@ def test_training_never_imports_dynamo(tmp_path):
         "adv = StyleAdversaryTerm(1.0, m)\n"
         "x = torch.rand(4, 3, 32, 32); y = torch.zeros(4, 1, dtype=torch.long); obs = torch.ones(4, 1, dtype=torch.bool)\n"
         "loss, terms = ccvae_loss(m, x, y, obs, draws=3)\n"
-        "loss = loss + adv.loss(terms, y, obs, lambda: torch.autocast('cpu', enabled=False))\n"
+        "loss = loss + adv.loss(x, terms, y, obs, lambda: torch.autocast('cpu', enabled=False))\n"
         "opt.zero_grad(); loss.backward(); opt.step(); adv.after_step()\n"
         "print('torch._dynamo' in sys.modules)\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

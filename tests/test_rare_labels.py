@@ -8,6 +8,7 @@ import json
 import numpy as np
 import torch
 
+from ccvae_tools.objective.consistency import consistency_loss
 from ccvae_tools.objective.pseudo import pseudo_label_loss
 from ccvae_tools.training.batches import epoch_order, repeat_factors
 from ccvae_tools.training.loop import train
@@ -69,3 +70,48 @@ def test_a_run_with_pseudo_labels_logs_their_share(avatar_dir_200, tmp_path):
     run = train(opts)
     line = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])
     assert 0.0 <= line["pseudo_label_share"] <= 1.0 and np.isfinite(line["pseudo_label_loss"])
+
+
+def _tiny_model(labels=(Label("a"), Label("b"))):
+    torch.manual_seed(0)
+    return CCVAE(ModelConfig(image_size=32, channels=3, labels=list(labels), z_style=4,
+                             widths=(8, 8, 8), hidden=16))
+
+
+def test_consistency_is_the_entropy_of_the_answer_without_a_shift_and_skips_observed_labels():
+    model = _tiny_model()
+    x = torch.rand(3, 3, 32, 32)
+    mu_c = model.split(model.encode(x)[0])[0]
+    observed = torch.tensor([[True, True], [True, False], [False, False]])
+    loss = consistency_loss(model, x, mu_c, observed, np.random.default_rng(0), shift=0)
+    q = model.log_q_y(mu_c).exp()
+    entropy = -(q * q.log()).sum(-1)                   # (B, L): the cross-entropy of q with itself
+    assert torch.isclose(loss, (entropy * ~observed).sum() / 3, atol=1e-6)
+    everything = torch.ones(3, 2, dtype=torch.bool)
+    assert consistency_loss(model, x, mu_c, everything, np.random.default_rng(0)) == 0
+
+
+def test_consistency_is_finite_beside_a_label_with_more_classes():
+    # the binary label's padding classes sit at log q = -inf, beside the 3-class label's third
+    model = _tiny_model((Label("a"), Label("letter", classes=("x", "y", "z"))))
+    x = torch.rand(2, 3, 32, 32)
+    mu_c = model.split(model.encode(x)[0])[0]
+    loss = consistency_loss(model, x, mu_c, torch.zeros(2, 2, dtype=torch.bool), np.random.default_rng(0))
+    assert torch.isfinite(loss) and loss > 0
+
+
+def test_consistency_trains_through_the_shifted_pass_only():
+    model = _tiny_model()
+    x = torch.rand(2, 3, 32, 32)
+    mu_c = model.split(model.encode(x)[0])[0]
+    loss = consistency_loss(model, x, mu_c, torch.zeros(2, 2, dtype=torch.bool), np.random.default_rng(1))
+    (grad_of_target,) = torch.autograd.grad(loss, mu_c, allow_unused=True, retain_graph=True)
+    assert grad_of_target is None                      # the unshifted answer is the target, held fixed
+    loss.backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.encoder.parameters())
+
+
+def test_a_run_with_consistency_logs_its_term(avatar_dir_200, tmp_path):
+    run = train(opts_for(avatar_dir_200, tmp_path, sup_frac=0.2, consistency=10.0, epochs=1))
+    line = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])
+    assert np.isfinite(line["consistency_loss"]) and line["consistency_loss"] > 0

@@ -28,7 +28,7 @@ class StyleNormTerm(Regulariser):
         super().__init__(weight, model, **kw)
         self.steps = 0
 
-    def loss(self, terms, y, observed, autocast):
+    def loss(self, x, terms, y, observed, autocast):
         norm = terms.mu_s.float().pow(2).sum(-1).mean()
         self.record(style_norm=float(norm.detach()))
         return self.weight * norm

@@ -72,7 +72,7 @@ class StyleAdversaryTerm(Regulariser):
         self.net: nn.Module = self.adversary          # the DDP wrapper under torchrun
         self.pending: tuple[torch.Tensor, torch.Tensor] | None = None
 
-    def loss(self, terms, y, observed, autocast):
+    def loss(self, x, terms, y, observed, autocast):
         with autocast():
             adv_loss = adversary_loss(self.net, terms.mu_s, y, observed)
             penalty = style_penalty(self.adversary, terms.mu_s, self.model.log_pi, observed)

@@ -31,9 +31,10 @@ class Regulariser:
         self.weight, self.model, self.world = weight, model, world
         self.logs: dict[str, list[float]] = {}
 
-    def loss(self, terms: BoundTerms, y: torch.Tensor, observed: torch.Tensor,
+    def loss(self, x: torch.Tensor, terms: BoundTerms, y: torch.Tensor, observed: torch.Tensor,
              autocast: Callable[[], Any]) -> torch.Tensor:
-        """The weighted term to add to this step's loss."""
+        """The weighted term to add to this step's loss. x: the batch's images as the bound saw them
+        (B, C, H, W) in [0, 1]; terms: the bound's pieces; y (B, L) long and observed (B, L) bool."""
         raise NotImplementedError
 
     def after_step(self) -> None:

@@ -52,7 +52,7 @@ class SwapCycleTerm(Regulariser):
 
     option = "swap_cycle"
 
-    def loss(self, terms, y, observed, autocast):
+    def loss(self, x, terms, y, observed, autocast):
         perm = torch.randperm(y.shape[0], device=y.device)
         with autocast():
             cycle = swap_cycle_loss(self.model, terms.mu_c, terms.mu_s, y, observed, perm)

@@ -113,7 +113,7 @@ class DecorrelationTerm(Regulariser):
 
     option = "style_decorrelate"
 
-    def loss(self, terms, y, observed, autocast):
+    def loss(self, x, terms, y, observed, autocast):
         z_s, labels, seen = terms.mu_s.float(), y, observed
         if self.world > 1:       # the whole batch; x world: DDP averages the gradients
             z_s, labels, seen = gather_batch(z_s, labels, seen)

@@ -39,7 +39,7 @@ class PseudoLabelTerm(Regulariser):
 
     option = "pseudo_labels"
 
-    def loss(self, terms, y, observed, autocast):
+    def loss(self, x, terms, y, observed, autocast):
         with autocast():
             pseudo, share = pseudo_label_loss(self.model, terms.mu_c, observed)
         self.record(pseudo_label_loss=float(pseudo.detach()), pseudo_label_share=float(share))

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from ccvae_tools.objective.adversary import StyleAdversaryTerm
 from ccvae_tools.objective.base import Regulariser
+from ccvae_tools.objective.consistency import ConsistencyTerm
 from ccvae_tools.objective.cycle import SwapCycleTerm
 from ccvae_tools.objective.decorrelate import DecorrelationTerm
 from ccvae_tools.objective.pseudo import PseudoLabelTerm
 
 REGULARISERS: tuple[type[Regulariser], ...] = (StyleAdversaryTerm, DecorrelationTerm, SwapCycleTerm,
-                                                PseudoLabelTerm)
+                                                PseudoLabelTerm, ConsistencyTerm)
 
 
 def enabled_regularisers(opts, model, *, world: int, device) -> list[Regulariser]:

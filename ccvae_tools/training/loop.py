@@ -462,7 +462,7 @@ def _step(s: Session, batch: np.ndarray, n_steps: int, log: ProgressLog) -> None
     kl_weight = min(1.0, c.global_step / (opts.kl_warmup * n_steps)) if opts.kl_warmup > 0 else 1.0
     loss = training_loss(terms, opts.classifier_weight, kl_weight)
     for reg in s.regularisers:
-        loss = loss + reg.loss(terms, y, observed, s.autocast)
+        loss = loss + reg.loss(x, terms, y, observed, s.autocast)
     _stop_if_not_finite(s, loss)
     s.optimiser.zero_grad(set_to_none=True)
     if s.scaler is not None:

@@ -95,6 +95,8 @@ class TrainOptions:
                                   choices=("codes", "off"), card=True)
     pseudo_labels: float = option(0.0, "lambda: train on the model's own confident answers (q >= 0.95) for the "
                                   "labels an image lacks (ours; default 0 = off).", minimum=0, maximum=1e6, card=True)
+    consistency: float = option(0.0, "lambda: the classifier gives each unlabelled image the answer it gives the "
+                                "image moved by a pixel (ours; default 0 = off).", minimum=0, maximum=1e6, card=True)
     init_from: str | None = option(None, "Start from a weights file (fine-tuning); the network's shape and labels "
                                    "come from it.", metavar="WEIGHTS", card=True)
     device: str = option("auto", " | ".join(DEVICE_CHOICES), envvar="CCVAE_DEVICE", resume=True)
