@@ -14,7 +14,7 @@ judged success of edits. `--no-eval` reads the runs' last validation line (metri
 
 Runs are run folders under OUT (logs in OUT/*.log); a finished run, evaluation or baseline is reused
 when the script is run again, so a sweep can be extended one fraction at a time. With
-`--augment-shift N` among the train options the baseline's images are shifted the same way. The table goes to stdout,
+a labelled-image shift in the run (`--augment-shift N`, or the recipe's for glyphs) the baseline's images are shifted the same way. The table goes to stdout,
 OUT/table.md and OUT/table.json.
 """
 
@@ -63,17 +63,18 @@ def run_row(data: Path, out: Path, frac: float, k: int, args, extra: list[str]) 
     lines = [json.loads(s) for s in (run / "metrics.jsonl").read_text().splitlines()]
     # from the run's start (options.json is written before the data is read) to its last evaluation
     minutes = (lines[-1]["time"] - (run / "options.json").stat().st_mtime) / 60
-    row = {"run": name, "frac": frac, "k": k, "steps": int(lines[-1]["step"]), "minutes": minutes}
+    shift = json.loads((run / "options.json").read_text()).get("augment_shift") or 0
+    row = {"run": name, "frac": frac, "k": k, "steps": int(lines[-1]["step"]), "minutes": minutes,
+           "augment_shift": int(shift)}
     if args.no_eval:
         return {**row, **lines[-1], "split": "valid"}
     report = eval_run(data, out, name, run, args.split)
     return {**row, **report["metrics"], "split": args.split}
 
 
-def supervised_row(data: Path, out: Path, frac: float, args, steps: int, extra: list[str]) -> dict:
+def supervised_row(data: Path, out: Path, frac: float, args, steps: int, shift: int) -> dict:
     """The supervised-only baseline on the same labelled images, for as many steps, scored on the
-    same split; with the run's --augment-shift, if it has one (kept in OUT and reused)."""
-    shift = int(extra[extra.index("--augment-shift") + 1]) if "--augment-shift" in extra else 0
+    same split; with the run's labelled-image shift, if it has one (kept in OUT and reused)."""
     name = f"f{frac:g}-supervised{args.tag}"
     path = out / f"{name}.steps{steps}-{'valid' if args.no_eval else args.split}.json"
     if not path.is_file():
@@ -168,7 +169,7 @@ def main() -> None:
         ks = [0] if frac >= 1 else [int(k) for k in args.ks.split(",")]
         runs = [run_row(args.data, args.out, frac, k, args, extra) for k in ks]
         rows += runs if args.no_baseline else runs + [supervised_row(args.data, args.out, frac, args, runs[-1]["steps"],
-                                                                     extra)]
+                                                                     runs[-1]["augment_shift"])]
     print_table(rows, args.out)
 
 

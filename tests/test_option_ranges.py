@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import get_type_hints
+from typing import get_args, get_type_hints
 
 import pytest
 
@@ -21,7 +21,13 @@ from ccvae_tools.util.errors import UsageError
 from ccvae_tools.util.ranges import SEED_MAX, Range
 from helpers.cli import assert_one_line, run_cli
 
-HINTS = get_type_hints(TrainOptions)
+def _numeric_type(hint):
+    """int or float for `int`, `float`, `int | None` (an option left at auto) ...; else the hint."""
+    args = [a for a in get_args(hint) if a is not type(None)]
+    return args[0] if len(args) == 1 else hint
+
+
+HINTS = {name: _numeric_type(hint) for name, hint in get_type_hints(TrainOptions).items()}
 NUMERIC = [f for f in option_fields() if HINTS[f.name] in (int, float) and f.metadata["choices"] is None]
 MISSING_MODEL = "/nonexistent/model.safetensors"
 

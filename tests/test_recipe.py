@@ -47,13 +47,15 @@ def test_blank_label_cells_get_labelled_images_in_every_batch_and_glyphs_the_ber
     assert options["labelled_per_batch"] == 32 == chosen["labelled_per_batch"]["value"]
     assert "of the train split has labels" in chosen["labelled_per_batch"]["reason"]
     assert options["likelihood"] == "bernoulli" == chosen["likelihood"]["value"]
+    assert options["augment_shift"] == 2 == chosen["augment_shift"]["value"]       # glyphs with few labels
     assert "recipe: labelled-per-batch 32" in err and "recipe: likelihood bernoulli" in err
+    assert "recipe: augment-shift 2: each labelled image moved" in err
 
 
 def test_every_row_labelled_keeps_the_paper_schedule(tmp_path, capsys):
     csv = _glyph_csv(tmp_path / "glyphs", n=40)
     options, recipe, _ = _dry_run(csv, tmp_path, capsys)
-    assert options["labelled_per_batch"] == 0
+    assert options["labelled_per_batch"] == 0 and options["augment_shift"] == 0
     assert "100 % of the train split has labels" in recipe[0]["reason"]
 
 
@@ -62,12 +64,14 @@ def test_sup_frac_below_one_gets_labelled_images_in_every_batch(avatar_dir_200, 
     k = {c["option"]: c["value"] for c in recipe}
     assert options["labelled_per_batch"] == 16 == k["labelled_per_batch"]   # 16 labelled of 160 train images
     assert options["likelihood"] == "laplace" == k["likelihood"]           # colour: the paper's
+    assert options["augment_shift"] == 0 == k["augment_shift"]             # faces drawn centred: not shifted
 
 
 def test_what_the_user_gives_is_kept_and_not_listed(avatar_dir_200, tmp_path, capsys):
     options, recipe, _ = _dry_run(avatar_dir_200, tmp_path, capsys, "--sup-frac", "0.5", "--labelled-per-batch", "8",
-                               "--likelihood", "bernoulli")
+                               "--likelihood", "bernoulli", "--augment-shift", "1")
     assert options["labelled_per_batch"] == 8 and options["likelihood"] == "bernoulli"
+    assert options["augment_shift"] == 1
     assert recipe == []
 
 
@@ -75,7 +79,7 @@ def test_preset_paper_trains_the_papers_schedule_exactly(avatar_dir_200, tmp_pat
     options, recipe, _ = _dry_run(avatar_dir_200, tmp_path, capsys, "--preset", "paper", "--sup-frac", "0.06",
                                "--format", "celeba")
     assert recipe == []
-    assert options["labelled_per_batch"] == 0
+    assert options["labelled_per_batch"] == 0 and options["augment_shift"] == 0
     assert options["likelihood"] == "laplace" and options["classifier_weight"] == 0.0
     assert options["batch_size"] == 200 and options["lr"] == 1e-4
 
@@ -95,4 +99,6 @@ def test_few_labelled_images_cap_the_labelled_share_of_a_batch():
 def test_grayscale_with_mid_tones_keeps_the_laplace():
     opts = resolve_options({})
     chosen = choose_recipe(opts, DataFacts(train_images=100, labelled_images=100, channels=1, near_binary_share=0.4))
-    assert opts.likelihood == "laplace" and "mid-tones" in chosen[-1].reason
+    reasons = {c.option: c.reason for c in chosen}
+    assert opts.likelihood == "laplace" and "mid-tones" in reasons["likelihood"]
+    assert opts.augment_shift == 0                 # not glyph-like, and every image labelled

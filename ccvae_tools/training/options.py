@@ -54,9 +54,11 @@ class TrainOptions:
                                      "often, sqrt(T / share) times, so that rare classes show in every batch "
                                      "(with --labelled-per-batch; ours; default 0 = as they come).", minimum=0,
                                      maximum=1, card=True)
-    augment_shift: int = option(0, "Shift each labelled image of a batch by up to N pixels, drawn anew at every step "
-                                "(edges repeated), so that a few labelled images are not learnt by heart (ours; "
-                                "default 0 = off).", minimum=0, maximum=16, card=True)
+    augment_shift: int | None = option(None, "Shift each labelled image of a batch by up to N pixels, drawn anew at "
+                                       "every step (edges repeated), so that a few labelled images are not learnt "
+                                       "by heart (ours; 0 = off; auto: 2 for glyph-like images when some train "
+                                       "images have no labels, else 0).", minimum=0, maximum=16, card=True,
+                                       shown="auto")
     epochs: int = option(50, "Epochs.", minimum=1, maximum=1_000_000, resume=True)
     batch_size: int = option(64, "Batch size (all GPUs together).", minimum=1, maximum=65536, card=True)
     lr: float = option(1e-3, "Adam learning rate.", above=0, maximum=1, card=True)
@@ -139,7 +141,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     # chooses nothing under this preset).
     "paper": dict(format="celeba", labels=None, image_size=64, crop="squash", z_style=27, lr=1e-4,
                   batch_size=200, epochs=200, draws=100, classifier_weight=0.0, labelled_per_batch=0,
-                  likelihood="laplace", calibrate_prior="off"),
+                  likelihood="laplace", calibrate_prior="off", augment_shift=0),
     # Few labels (ours, docs/experiments.md "The supervision sweep"): half of every batch labelled and
     # a strong classifier term, whatever the labelled share. The defaults choose the same when some
     # train images have no labels (training/recipe.py); kept so that older commands still run.

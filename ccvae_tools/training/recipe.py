@@ -1,7 +1,8 @@
 """The recipe: what `ccvae train` chooses from the data for the options left at "auto".
 
 A few options have no value that suits every data set: how many labelled images each batch holds
-depends on how many images carry labels, and the likelihood p(x|z) on what the pixels look like.
+depends on how many images carry labels, the likelihood p(x|z) on what the pixels look like, and
+whether the labelled images are shifted on both (glyphs with few labels are).
 Their default is None ("auto"); `choose_recipe` fills each one that neither the user nor the preset
 set, from facts of the catalog, and says why in one line, which training prints before it starts
 and keeps in RUN/recipe.json. The measurements behind each rule are in docs/experiments.md
@@ -28,6 +29,9 @@ LABELLED_SHARE_OF_BATCH = 0.5
 # Laplace's best guess there is a blank page, the Bernoulli's draws the strokes
 NEAR_BINARY_SHARE = 0.9
 NEAR = 0.1                       # "near black or white": within 10 % of 0 or 1
+# glyph-like images with some train images unlabelled: each labelled one moved by up to this many
+# pixels at every step (typefaces at 6 % and 0.4 % labels; faces drawn centred lose from it)
+GLYPH_SHIFT = 2
 SAMPLE_IMAGES = 64               # source images read to decide
 
 
@@ -108,12 +112,29 @@ def choose_recipe(opts, facts: DataFacts) -> list[Choice]:
     if opts.likelihood is None:
         opts.likelihood, reason = _likelihood(facts)
         chosen.append(Choice("likelihood", opts.likelihood, reason))
+    if opts.augment_shift is None:
+        opts.augment_shift, reason = _shift(facts)
+        chosen.append(Choice("augment_shift", opts.augment_shift, reason))
     return chosen
 
 
+def _glyph_like(facts: DataFacts) -> bool:
+    return facts.channels == 1 and facts.near_binary_share is not None and facts.near_binary_share >= NEAR_BINARY_SHARE
+
+
 def _likelihood(facts: DataFacts) -> tuple[str, str]:
-    if facts.channels == 1 and facts.near_binary_share is not None and facts.near_binary_share >= NEAR_BINARY_SHARE:
+    if _glyph_like(facts):
         return "bernoulli", (f"grayscale, {100 * facts.near_binary_share:.0f} % of the pixels near black or white "
                              f"(glyph-like: the Laplace would draw a blank page)")
     what = "colour images" if facts.channels == 3 else "grayscale images with mid-tones"
     return "laplace", f"{what} (the paper's likelihood)"
+
+
+def _shift(facts: DataFacts) -> tuple[int, str]:
+    few = 0 < facts.labelled_images < facts.train_images
+    if _glyph_like(facts) and few:
+        return GLYPH_SHIFT, (f"each labelled image moved by up to {GLYPH_SHIFT} pixels at every step (glyph-like "
+                             f"images, where the strokes sit anywhere in the frame, and a few labelled ones seen "
+                             f"again and again)")
+    why = "every train image labelled" if not few else "not glyph-like, and faces drawn centred read worse shifted"
+    return 0, f"labelled images as they are: {why}"
