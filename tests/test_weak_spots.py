@@ -12,7 +12,7 @@ import torch
 
 from ccvae_tools.data.base import Label
 from ccvae_tools.evaluation.heldout import predicted_classes
-from ccvae_tools.evaluation.weak_spots import (EDIT_DONE, read_back, read_back_warnings, run_facts,
+from ccvae_tools.evaluation.weak_spots import (EDIT_DONE, by_heart_lines, read_back, read_back_warnings, run_facts,
                                                self_read_edit_success, weak_spot_lines)
 from ccvae_tools.model.network import CCVAE, ModelConfig
 from helpers.cli import run_cli
@@ -144,6 +144,21 @@ def test_the_advice_follows_what_is_weak():
     assert "a larger --swap-cycle (this run had 50)" in edits_only and "labels" not in edits_only
     few = weak_spot_lines({"A": 0.5}, {"A": 0.6}, None, image_size=64, labelled_fraction=0.5, epochs=None)[-1]
     assert few.startswith("try more epochs;") and "50.0%" in few
+
+
+def test_a_label_read_right_on_its_labelled_images_only_is_learnt_by_heart():
+    on_labelled = {"Gray_Hair": 1.0, "Blond_Hair": 0.99, "Bald": 0.97, "Smiling": 1.0}
+    held_out = {"Gray_Hair": 0.565, "Blond_Hair": 0.9, "Bald": 0.5}          # Smiling: not read there
+    lines = by_heart_lines(on_labelled, held_out, 576)
+    # Blond_Hair's gap is under 0.15; Bald is not read well enough on its own labelled images
+    assert lines == ["Gray_Hair is learnt by heart: read at 1.00 (balanced) on the 576 labelled train images, "
+                     "0.56 on held-out ones"]
+    assert by_heart_lines({"x\x1b[2J": 1.0}, {"x\x1b[2J": 0.5}, 10)[0].startswith("x\\x1b[2J is learnt")
+    # the advice then puts more labels first
+    advice = weak_spot_lines({"Gray_Hair": 0.95}, {"Gray_Hair": 0.9}, None, image_size=64, labelled_fraction=0.06,
+                             epochs=10, by_heart=lines)
+    assert advice[0] == lines[0] and advice[-1].startswith("try more labels (this run had them for 6.0%")
+    assert "more epochs (this run had 10)" in advice[-1]
 
 
 def test_names_from_files_are_made_safe():
@@ -297,6 +312,24 @@ def test_train_ends_with_its_weak_spots(barely_trained):
     expected = weak_spot_lines(last["accuracy"], last["majority_baseline"], self_read["success"],
                                **run_facts(_meta(barely_trained)))
     assert kept["lines"] == expected and kept["lines"][-1].startswith("try more epochs (this run had 1)")
+
+
+def test_a_few_label_run_reads_its_labelled_images_back(avatar_celeba_dir, tmp_path, capsys):
+    args = ["train", avatar_celeba_dir, "--image-size", 32, "--epochs", 1, "--batch-size", 16, "--z-style", 4,
+            "--draws", 2, "--preview-every", 0, "--device", "cpu", "--out", tmp_path, "--seed", 1,
+            "--sup-frac", 0.25]
+    code, _, err = run_cli(args, capsys)
+    assert code == 0, err
+    run = next(tmp_path.glob("*/weak_spots.json")).parent
+    kept = json.loads((run / "weak_spots.json").read_text())
+    last = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])
+    read = kept["labelled_read"]
+    assert set(read["balanced_accuracy"]) == set(last["balanced_accuracy"]) and read["images"] > 0
+    expected = weak_spot_lines(last["accuracy"], last["majority_baseline"], kept["edit_self_read"]["success"],
+                               **run_facts(_meta(run / "model.safetensors")),
+                               by_heart=by_heart_lines(read["balanced_accuracy"], last["balanced_accuracy"],
+                                                       read["images"]))
+    assert kept["lines"] == expected
 
 
 def test_train_prints_its_weak_spots(avatar_celeba_dir, tmp_path, capsys):

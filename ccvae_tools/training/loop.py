@@ -24,7 +24,7 @@ import torch
 from ccvae_tools.data.base import TEST, TRAIN, VALID, Decoded
 from ccvae_tools.evaluation.heldout import heldout_metrics
 from ccvae_tools.evaluation.metrics import majority_classes
-from ccvae_tools.evaluation.weak_spots import self_read_edit_success, weak_spot_lines
+from ccvae_tools.evaluation.weak_spots import by_heart_lines, self_read_edit_success, weak_spot_lines
 from ccvae_tools.model.card import write_hub_readme
 from ccvae_tools.model.network import CCVAE, ModelConfig, label_block_sizes, num_parameters
 from ccvae_tools.model.weights import build_metadata, load_model, save_model
@@ -548,6 +548,7 @@ def _calibrate_prior(s: Session) -> None:
 
 
 WEAK_SPOT_IMAGES = 256                # held-out images whose edits are read back at the end of a run
+BY_HEART_IMAGES = 2000                # labelled train images read back at the end of a few-label run
 
 
 def _say_weak_spots(s: Session) -> None:
@@ -561,17 +562,33 @@ def _say_weak_spots(s: Session) -> None:
     x, _, _ = s.eval_batches.get(s.split.eval_idx[:WEAK_SPOT_IMAGES])
     self_read = self_read_edit_success(s.model, x)
     s.model.train(was_training)
+    labelled_read = _labelled_read(s)
+    by_heart = [] if labelled_read is None else by_heart_lines(
+        labelled_read["balanced_accuracy"], s.last_metrics.get("balanced_accuracy", {}), labelled_read["images"])
     lines = weak_spot_lines(s.last_metrics["accuracy"], s.last_metrics.get("majority_baseline", {}),
                             self_read["success"], image_size=s.opts.image_size,
                             labelled_fraction=s.data_meta.get("labelled_fraction"), epochs=s.counters.epoch,
-                            swap_cycle=s.opts.swap_cycle)
+                            swap_cycle=s.opts.swap_cycle, by_heart=by_heart)
     write_json(s.run / "weak_spots.json", {"split": s.last_metrics.get("split"), "lines": lines,
-                                           "edit_self_read": self_read})
+                                           "edit_self_read": self_read, "labelled_read": labelled_read})
     for line in lines:
         info(f"weak spot: {line}")
     if not lines:
         info(f"no weak spot: every label read above its majority class, edits read as done "
              f"(mean {self_read['mean_success']:.2f}, by the model's own classifier)")
+
+
+def _labelled_read(s: Session) -> dict | None:
+    """When some train images are unlabelled: the labelled train images (up to BY_HEART_IMAGES of
+    them) read as the held-out pass reads, {"balanced_accuracy": per label, "images": how many are
+    labelled}; None otherwise."""
+    train = s.split.train_idx
+    labelled = train[s.split.labelled[train] & ~np.isnan(s.split.train_labels[train]).all(1)]
+    if not 0 < len(labelled) < len(train):
+        return None
+    read = heldout_metrics(s.model, s.eval_batches, labelled[:BY_HEART_IMAGES], s.split.train_labels,
+                           s.split.majority, max(s.opts.batch_size, 256), 1, s.autocast)
+    return {"balanced_accuracy": read.get("balanced_accuracy", {}), "images": int(len(labelled))}
 
 
 def _preview(s: Session, stopped: bool) -> None:
