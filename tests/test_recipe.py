@@ -56,7 +56,9 @@ def test_every_row_labelled_keeps_the_paper_schedule(tmp_path, capsys):
     csv = _glyph_csv(tmp_path / "glyphs", n=40)
     options, recipe, _ = _dry_run(csv, tmp_path, capsys)
     assert options["labelled_per_batch"] == 0 and options["augment_shift"] == 0
-    assert "100 % of the train split has labels" in recipe[0]["reason"]
+    reasons = {c["option"]: c["reason"] for c in recipe}
+    assert "100 % of the train split has labels" in reasons["labelled_per_batch"]
+    assert options["sup_select"] == "first" and reasons["sup_select"] == "every train image keeps its labels"
 
 
 def test_sup_frac_below_one_gets_labelled_images_in_every_batch(avatar_dir_200, tmp_path, capsys):
@@ -69,9 +71,9 @@ def test_sup_frac_below_one_gets_labelled_images_in_every_batch(avatar_dir_200, 
 
 def test_what_the_user_gives_is_kept_and_not_listed(avatar_dir_200, tmp_path, capsys):
     options, recipe, _ = _dry_run(avatar_dir_200, tmp_path, capsys, "--sup-frac", "0.5", "--labelled-per-batch", "8",
-                               "--likelihood", "bernoulli", "--augment-shift", "1")
+                               "--likelihood", "bernoulli", "--augment-shift", "1", "--sup-select", "random")
     assert options["labelled_per_batch"] == 8 and options["likelihood"] == "bernoulli"
-    assert options["augment_shift"] == 1
+    assert options["augment_shift"] == 1 and options["sup_select"] == "random"
     assert recipe == []
 
 
@@ -87,7 +89,8 @@ def test_preset_paper_trains_the_papers_schedule_exactly(avatar_dir_200, tmp_pat
 def test_sup_oversample_given_means_no_labelled_images_per_batch():
     opts = resolve_options({"sup_oversample": 3.0})
     chosen = choose_recipe(opts, DataFacts(train_images=100, labelled_images=10, channels=3, near_binary_share=None))
-    assert opts.labelled_per_batch == 0 and "--sup-oversample" in chosen[0].reason
+    reasons = {c.option: c.reason for c in chosen}
+    assert opts.labelled_per_batch == 0 and "--sup-oversample" in reasons["labelled_per_batch"]
 
 
 def test_few_labelled_images_cap_the_labelled_share_of_a_batch():
@@ -102,3 +105,43 @@ def test_grayscale_with_mid_tones_keeps_the_laplace():
     reasons = {c.option: c.reason for c in chosen}
     assert opts.likelihood == "laplace" and "mid-tones" in reasons["likelihood"]
     assert opts.augment_shift == 0                 # not glyph-like, and every image labelled
+
+
+def _sorted_csv(root: Path, n: int = 200) -> Path:
+    """A folder + CSV set whose rows are sorted by one label, as a table sorted by family is: the
+    first 50 rows are all 'serif' = 0, the rest alternate."""
+    root.mkdir(parents=True, exist_ok=True)
+    rows = ["file,serif,bold"]
+    for i in range(n):
+        img = np.full((32, 32, 3), (i * 37) % 256, np.uint8)
+        Image.fromarray(img).save(root / f"r{i}.png")
+        rows.append(f"r{i}.png,{0 if i < 50 else i % 2},{i % 2}")
+    (root / "labels.csv").write_text("\n".join(rows) + "\n")
+    return root / "labels.csv"
+
+
+def test_a_first_fraction_lacking_a_class_gets_a_random_share(tmp_path, capsys):
+    csv = _sorted_csv(tmp_path / "sorted")
+    options, recipe, err = _dry_run(csv, tmp_path, capsys, "--sup-frac", "0.2")   # the first 32 train rows
+    chosen = {c["option"]: c for c in recipe}
+    assert options["sup_select"] == "random" == chosen["sup_select"]["value"]
+    assert "holds no serif = 1" in chosen["sup_select"]["reason"] and "recipe: sup-select random" in err
+    # the same table with labels for every row, or under the paper's preset, keeps the first share
+    assert _dry_run(csv, tmp_path / "all", capsys)[0]["sup_select"] == "first"
+    assert _dry_run(csv, tmp_path / "paper", capsys, "--sup-frac", "0.2", "--preset", "paper",
+                    "--format", "folder")[0]["sup_select"] == "first"
+
+
+def test_a_first_fraction_with_every_class_stays_the_papers():
+    from ccvae_tools.training.recipe import _first_fraction_lacks
+    from ccvae_tools.data.base import Label
+    from types import SimpleNamespace
+
+    labels = np.array([[k % 2] for k in range(100)] + [[np.nan]] * 20, dtype=np.float32)
+    catalog = SimpleNamespace(labels=labels, label_info=[Label("a")])
+    train = np.arange(120)
+    assert _first_fraction_lacks(catalog, train, SimpleNamespace(sup_frac=0.25, seed=0)) is None
+    labels[:40] = 0                                   # the first 30 rows: no class 1 where 9 were expected
+    assert _first_fraction_lacks(catalog, train, SimpleNamespace(sup_frac=0.25, seed=0)) == "a = 1"
+    # a class too rare to be expected 5 times in the first share is no sign of an order
+    assert _first_fraction_lacks(catalog, train, SimpleNamespace(sup_frac=0.1, seed=0)) is None

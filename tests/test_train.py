@@ -76,8 +76,9 @@ def test_dry_run_writes_resolved_options_and_stops(avatar_dir_200, tmp_path):
 def test_labelled_fraction_is_the_first_share_of_train_and_order_is_seeded():
     labels = np.zeros((100, 2), dtype=np.float32)
     train_idx = np.arange(10, 90)
-    o = TrainOptions(sup_frac=0.25, seed=3)
+    o = TrainOptions(sup_frac=0.25, sup_select="first", seed=3)
     keep = labelled_mask(labels, train_idx, o)
+    assert np.array_equal(labelled_mask(labels, train_idx, TrainOptions(sup_frac=0.25, seed=3)), keep)
     assert np.flatnonzero(keep).tolist() == list(range(10, 30))
     rand = labelled_mask(labels, train_idx, TrainOptions(sup_frac=0.25, sup_select="random", seed=3))
     assert rand.sum() == 20 and set(np.flatnonzero(rand)) <= set(train_idx)

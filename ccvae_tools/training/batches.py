@@ -17,7 +17,7 @@ def labelled_mask(labels: np.ndarray, train_idx: np.ndarray, opts) -> np.ndarray
     semantics), or a seeded random share. Returns a bool array over all examples."""
     n_lab = int(round(opts.sup_frac * len(train_idx)))
     n_lab = max(n_lab, 1) if len(train_idx) else 0
-    if opts.sup_select == "first":
+    if (opts.sup_select or "first") == "first":         # None: not yet chosen by the recipe, the paper's
         chosen = train_idx[:n_lab]
     else:
         chosen = np.sort(np.random.default_rng([opts.seed, 7]).permutation(train_idx)[:n_lab])

@@ -42,8 +42,10 @@ class TrainOptions:
                                       "CelebA).", comma_list=True,
                                       shown="all (CelebA: the paper's 18)")
     sup_frac: float = option(1.0, "Labelled fraction of the train split.", above=0, maximum=1, card=True)
-    sup_select: str = option("first", "first (the paper: the first fraction) | random (seeded)",
-                             choices=("first", "random"), card=True)
+    sup_select: str | None = option(None, "first (the paper: the first fraction) | random (seeded); auto: first, "
+                                    "unless the first fraction lacks a class that the train split holds plenty of "
+                                    "(rows sorted by family, say), then random.", choices=("first", "random"),
+                                    card=True, shown="auto")
     sup_oversample: float = option(1.0, "Times each labelled image is seen per epoch (1: paper).", minimum=1.0,
                                    maximum=1000)
     labelled_per_batch: int | None = option(None, "k: labelled images in every batch, the rest unlabelled (ours; "
@@ -141,7 +143,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     # chooses nothing under this preset).
     "paper": dict(format="celeba", labels=None, image_size=64, crop="squash", z_style=27, lr=1e-4,
                   batch_size=200, epochs=200, draws=100, classifier_weight=0.0, labelled_per_batch=0,
-                  likelihood="laplace", calibrate_prior="off", augment_shift=0),
+                  likelihood="laplace", calibrate_prior="off", augment_shift=0, sup_select="first"),
     # Few labels (ours, docs/experiments.md "The supervision sweep"): half of every batch labelled and
     # a strong classifier term, whatever the labelled share. The defaults choose the same when some
     # train images have no labels (training/recipe.py); kept so that older commands still run.

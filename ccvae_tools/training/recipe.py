@@ -1,8 +1,10 @@
 """The recipe: what `ccvae train` chooses from the data for the options left at "auto".
 
-A few options have no value that suits every data set: how many labelled images each batch holds
-depends on how many images carry labels, the likelihood p(x|z) on what the pixels look like, and
-whether the labelled images are shifted on both (glyphs with few labels are).
+A few options have no value that suits every data set: which train images keep their labels
+under --sup-frac depends on the order of the table (the paper's first share, unless it lacks a
+common class), how many labelled images each batch holds on how many images carry labels, the
+likelihood p(x|z) on what the pixels look like, and whether the labelled images are shifted on
+both (glyphs with few labels are).
 Their default is None ("auto"); `choose_recipe` fills each one that neither the user nor the preset
 set, from facts of the catalog, and says why in one line, which training prints before it starts
 and keeps in RUN/recipe.json. The measurements behind each rule are in docs/experiments.md
@@ -15,6 +17,7 @@ It reads the catalog (labels, split, a few source images), never the decoded cac
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -33,6 +36,10 @@ NEAR = 0.1                       # "near black or white": within 10 % of 0 or 1
 # pixels at every step (typefaces at 6 % and 0.4 % labels; faces drawn centred lose from it)
 GLYPH_SHIFT = 2
 SAMPLE_IMAGES = 64               # source images read to decide
+# the first fraction of the train split "lacks" a class when it holds none of it where the split's
+# share of that class would put at least this many there (typefaces sorted by family: 0 serif
+# letters among the first 529, where 41 % of the split's known ones would put over 130)
+EXPECTED_AT_LEAST = 5
 
 
 @dataclass(frozen=True)
@@ -58,6 +65,7 @@ class DataFacts:
     labelled_images: int             # train images that keep at least one known label
     channels: int
     near_binary_share: float | None  # of the sampled pixels; None when no image could be read
+    first_lacks: str | None = None   # "Serif = 1": a class the first fraction lacks; None: it has them all
 
     @property
     def labelled_share(self) -> float:
@@ -65,14 +73,35 @@ class DataFacts:
 
 
 def data_facts(catalog: Catalog, opts) -> DataFacts:
-    """The labelled share of the train split after --sup-frac and blank cells, and the pixels."""
+    """The labelled share of the train split after --sup-frac and blank cells (with the selection
+    the recipe will take), whether the first fraction lacks a class, and the pixels."""
     train_idx = np.flatnonzero(catalog.split == TRAIN)
-    kept = labelled_mask(catalog.labels, train_idx, opts)[train_idx]
+    lacks = _first_fraction_lacks(catalog, train_idx, opts)
+    select = opts.sup_select or ("random" if lacks else "first")
+    chosen = SimpleNamespace(sup_frac=opts.sup_frac, sup_select=select, seed=opts.seed)
+    kept = labelled_mask(catalog.labels, train_idx, chosen)[train_idx]
     known = ~np.isnan(catalog.labels[train_idx]).all(1) if catalog.labels.shape[1] else np.zeros(len(train_idx), bool)
     share = None
     if catalog.preprocess.channels == 1:
         share = _near_binary_share(catalog, train_idx)
-    return DataFacts(len(train_idx), int((kept & known).sum()), catalog.preprocess.channels, share)
+    return DataFacts(len(train_idx), int((kept & known).sum()), catalog.preprocess.channels, share, lacks)
+
+
+def _first_fraction_lacks(catalog: Catalog, train_idx: np.ndarray, opts) -> str | None:
+    """The first class ("Serif = 1") that the first --sup-frac of the train split holds none of,
+    where the split's share of it would put EXPECTED_AT_LEAST or more there; None otherwise."""
+    from ccvae_tools.util.text import safe_text
+
+    first = labelled_mask(catalog.labels, train_idx, SimpleNamespace(sup_frac=opts.sup_frac, sup_select="first",
+                                                                     seed=opts.seed))
+    for i, lab in enumerate(catalog.label_info):
+        split_col, first_col = catalog.labels[train_idx, i], catalog.labels[first, i]
+        split_col, first_col = split_col[~np.isnan(split_col)], first_col[~np.isnan(first_col)]
+        for k in range(lab.num_classes):
+            expected = np.mean(split_col == k) * len(first_col) if len(split_col) else 0.0
+            if expected >= EXPECTED_AT_LEAST and not np.any(first_col == k):
+                return f"{safe_text(lab.name)} = {safe_text(lab.classes[k])}"
+    return None
 
 
 def _near_binary_share(catalog: Catalog, train_idx: np.ndarray) -> float | None:
@@ -96,6 +125,18 @@ def _near_binary_share(catalog: Catalog, train_idx: np.ndarray) -> float | None:
 def choose_recipe(opts, facts: DataFacts) -> list[Choice]:
     """Fill every auto option of `opts` (None) from the facts; returns what was chosen and why."""
     chosen: list[Choice] = []
+    if opts.sup_select is None:
+        opts.sup_select = "random" if facts.first_lacks else "first"
+        pct = f"{100 * opts.sup_frac:.3g} %"
+        if facts.first_lacks:
+            reason = (f"a seeded random {pct} of the train split keeps its labels: the first {pct} holds no "
+                      f"{facts.first_lacks}, of which the split has plenty (its rows are in some order)")
+        elif opts.sup_frac < 1:
+            reason = (f"the first {pct} of the train split keeps its labels, as in the paper (no common class "
+                      f"is missing from it)")
+        else:
+            reason = "every train image keeps its labels"
+        chosen.append(Choice("sup_select", opts.sup_select, reason))
     share_text = f"{100 * facts.labelled_share:.3g} % of the train split has labels"
     if opts.labelled_per_batch is None:
         if opts.sup_oversample != 1.0:
