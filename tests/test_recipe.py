@@ -58,7 +58,7 @@ def test_every_row_labelled_keeps_the_paper_schedule(tmp_path, capsys):
     assert options["labelled_per_batch"] == 0 and options["augment_shift"] == 0
     reasons = {c["option"]: c["reason"] for c in recipe}
     assert "100 % of the train split has labels" in reasons["labelled_per_batch"]
-    assert options["sup_select"] == "first" and reasons["sup_select"] == "every train image keeps its labels"
+    assert options["sup_select"] == "first" and reasons["sup_select"] == "--sup-frac 1: every train image keeps the labels it has"
 
 
 def test_sup_frac_below_one_gets_labelled_images_in_every_batch(avatar_dir_200, tmp_path, capsys):

@@ -77,9 +77,7 @@ def data_facts(catalog: Catalog, opts) -> DataFacts:
     the recipe will take), whether the first fraction lacks a class, and the pixels."""
     train_idx = np.flatnonzero(catalog.split == TRAIN)
     lacks = _first_fraction_lacks(catalog, train_idx, opts)
-    select = opts.sup_select or ("random" if lacks else "first")
-    chosen = SimpleNamespace(sup_frac=opts.sup_frac, sup_select=select, seed=opts.seed)
-    kept = labelled_mask(catalog.labels, train_idx, chosen)[train_idx]
+    kept = _kept(catalog, train_idx, opts, opts.sup_select or ("random" if lacks else "first"))[train_idx]
     known = ~np.isnan(catalog.labels[train_idx]).all(1) if catalog.labels.shape[1] else np.zeros(len(train_idx), bool)
     share = None
     if catalog.preprocess.channels == 1:
@@ -87,13 +85,18 @@ def data_facts(catalog: Catalog, opts) -> DataFacts:
     return DataFacts(len(train_idx), int((kept & known).sum()), catalog.preprocess.channels, share, lacks)
 
 
+def _kept(catalog: Catalog, train_idx: np.ndarray, opts, select: str) -> np.ndarray:
+    """Which examples keep their labels under --sup-frac with the selection `select` (bool, all)."""
+    return labelled_mask(catalog.labels, train_idx,
+                         SimpleNamespace(sup_frac=opts.sup_frac, sup_select=select, seed=opts.seed))
+
+
 def _first_fraction_lacks(catalog: Catalog, train_idx: np.ndarray, opts) -> str | None:
     """The first class ("Serif = 1") that the first --sup-frac of the train split holds none of,
     where the split's share of it would put EXPECTED_AT_LEAST or more there; None otherwise."""
     from ccvae_tools.util.text import safe_text
 
-    first = labelled_mask(catalog.labels, train_idx, SimpleNamespace(sup_frac=opts.sup_frac, sup_select="first",
-                                                                     seed=opts.seed))
+    first = _kept(catalog, train_idx, opts, "first")
     for i, lab in enumerate(catalog.label_info):
         split_col, first_col = catalog.labels[train_idx, i], catalog.labels[first, i]
         split_col, first_col = split_col[~np.isnan(split_col)], first_col[~np.isnan(first_col)]
@@ -126,16 +129,7 @@ def choose_recipe(opts, facts: DataFacts) -> list[Choice]:
     """Fill every auto option of `opts` (None) from the facts; returns what was chosen and why."""
     chosen: list[Choice] = []
     if opts.sup_select is None:
-        opts.sup_select = "random" if facts.first_lacks else "first"
-        pct = f"{100 * opts.sup_frac:.3g} %"
-        if facts.first_lacks:
-            reason = (f"a seeded random {pct} of the train split keeps its labels: the first {pct} holds no "
-                      f"{facts.first_lacks}, of which the split has plenty (its rows are in some order)")
-        elif opts.sup_frac < 1:
-            reason = (f"the first {pct} of the train split keeps its labels, as in the paper (no common class "
-                      f"is missing from it)")
-        else:
-            reason = "every train image keeps its labels"
+        opts.sup_select, reason = _selection(opts.sup_frac, facts)
         chosen.append(Choice("sup_select", opts.sup_select, reason))
     share_text = f"{100 * facts.labelled_share:.3g} % of the train split has labels"
     if opts.labelled_per_batch is None:
@@ -157,6 +151,17 @@ def choose_recipe(opts, facts: DataFacts) -> list[Choice]:
         opts.augment_shift, reason = _shift(facts)
         chosen.append(Choice("augment_shift", opts.augment_shift, reason))
     return chosen
+
+
+def _selection(sup_frac: float, facts: DataFacts) -> tuple[str, str]:
+    pct = f"{100 * sup_frac:.3g} %"
+    if facts.first_lacks:
+        return "random", (f"a seeded random {pct} of the train split keeps its labels: the first {pct} holds no "
+                          f"{facts.first_lacks}, of which the split has plenty (its rows are in some order)")
+    if sup_frac < 1:
+        return "first", (f"the first {pct} of the train split keeps its labels, as in the paper (no common "
+                         f"class is missing from it)")
+    return "first", "--sup-frac 1: every train image keeps the labels it has"
 
 
 def _glyph_like(facts: DataFacts) -> bool:
