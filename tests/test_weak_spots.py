@@ -12,8 +12,9 @@ import torch
 
 from ccvae_tools.data.base import Label
 from ccvae_tools.evaluation.heldout import predicted_classes
-from ccvae_tools.evaluation.weak_spots import (EDIT_DONE, by_heart_lines, read_back, read_back_warnings, run_facts,
-                                               self_read_edit_success, weak_spot_lines)
+from ccvae_tools.evaluation.weak_spots import (EDIT_DONE, by_heart_lines, eval_weak_spots, read_back,
+                                               read_back_warnings, run_facts, self_read_edit_success,
+                                               weak_spot_lines)
 from ccvae_tools.model.network import CCVAE, ModelConfig
 from helpers.cli import run_cli
 from helpers.tiny_model import make_tiny_weights
@@ -330,6 +331,25 @@ def test_a_few_label_run_reads_its_labelled_images_back(avatar_celeba_dir, tmp_p
                                by_heart=by_heart_lines(read["balanced_accuracy"], last["balanced_accuracy"],
                                                        read["images"]))
     assert kept["lines"] == expected
+    # `ccvae eval` finds the same labelled images again from the weights' own options
+    code, out, err = run_cli(["eval", avatar_celeba_dir, "-m", run / "model.safetensors", "--judge", tmp_path / "j",
+                              "--judge-epochs", 1, "--samples", 2, "--draws", 2, "--json"], capsys)
+    assert code == 0, err
+    mt = json.loads(out)["metrics"]
+    assert mt["labelled_read"]["images"] == read["images"]
+    assert set(mt["labelled_read"]["balanced_accuracy"]) == set(read["balanced_accuracy"])
+    spots = [line[len("weak spot: "):] for line in err.splitlines() if line.startswith("weak spot: ")]
+    assert spots == eval_weak_spots(mt, _meta(run / "model.safetensors"))
+
+
+def test_eval_names_labels_learnt_by_heart_from_its_metrics():
+    metrics = {"accuracy": {"A": 0.9}, "majority_baseline": {"A": 0.5}, "balanced_accuracy": {"A": 0.6},
+               "labelled_read": {"balanced_accuracy": {"A": 1.0}, "images": 40}}
+    lines = eval_weak_spots(metrics, {})
+    assert lines[0] == "A is learnt by heart: read at 1.00 (balanced) on the 40 labelled train images, 0.60 on held-out ones"
+    assert lines[-1].startswith("try more epochs")              # the run's labelled share is not in the metadata
+    for hostile in (None, "x", {"images": "many"}, {"balanced_accuracy": [1.0], "images": 3}):
+        assert eval_weak_spots({**metrics, "labelled_read": hostile}, {}) == []
 
 
 def test_train_prints_its_weak_spots(avatar_celeba_dir, tmp_path, capsys):

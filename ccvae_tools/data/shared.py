@@ -121,6 +121,22 @@ def choose_labels(requested: Sequence[str] | None, available: Sequence[str], def
 # splits
 # ----------------------------------------------------------------------------------------------
 
+def labelled_mask(labels: np.ndarray, train_idx: np.ndarray, opts) -> np.ndarray:
+    """Which train examples keep their labels under `ccvae train --sup-frac`: the first sup_frac of the
+    train split (the paper's semantics), or a seeded random share (opts: sup_frac, sup_select, seed).
+    Returns a bool array over all examples. Here, below training, so that evaluation can find a
+    run's labelled images again."""
+    n_lab = int(round(opts.sup_frac * len(train_idx)))
+    n_lab = max(n_lab, 1) if len(train_idx) else 0
+    if (opts.sup_select or "first") == "first":         # None: not yet chosen by the recipe, the paper's
+        chosen = train_idx[:n_lab]
+    else:
+        chosen = np.sort(np.random.default_rng([opts.seed, 7]).permutation(train_idx)[:n_lab])
+    keep = np.zeros(len(labels), dtype=bool)
+    keep[chosen] = True
+    return keep
+
+
 def random_split(n: int, seed: int, valid_frac: float, test_frac: float) -> np.ndarray:
     """A seeded split of n items: int8 (n,) of TRAIN / VALID / TEST; the same seed gives the same split."""
     order = np.random.default_rng(seed).permutation(n)

@@ -11,6 +11,8 @@ import os
 from pathlib import Path
 from typing import Callable, Optional
 
+import numpy as np
+
 from ccvae_tools.util.errors import CcvaeError, DataError, UsageError
 
 SPLITS = {"train": 0, "valid": 1, "test": 2}
@@ -119,10 +121,40 @@ def run_eval(m, weights: Path, data: Path, catalog, decoded, split: int, *, judg
     report = evaluate_model(m, decoded, split=split, judge=judge, truth=truth, continuous=continuous,
                             max_images=max_images,
                             seed=seed, draws=draws, samples=samples, edit_map=edit_map, progress=progress)
+    report["metrics"]["labelled_read"] = labelled_train_read(m, decoded, m.meta)
     return {"model": str(weights), "data": str(data),
             "judge": {"path": str(judge.path), "trained": bool(judge.trained),
                       "epochs": judge.meta.get("epochs"), "train_images": judge.meta.get("train_images")},
             **report}
+
+
+def labelled_train_read(m, decoded, meta: dict, most: int = 2000) -> dict | None:
+    """The model's balanced accuracy per label on the train images its run kept labels for (up to
+    `most` of them, at the posterior mean, as training's held-out pass reads), selected again from
+    the run's options in the weights file: {"balanced_accuracy": ..., "images": how many are
+    labelled}; None when the run had every train image labelled, or none."""
+    from types import SimpleNamespace
+
+    from ccvae_tools.data.base import TRAIN
+    from ccvae_tools.data.shared import labelled_mask
+    from ccvae_tools.evaluation.metrics import label_metrics, majority_classes
+    from ccvae_tools.util.ranges import finite_number
+
+    opts = _train_options(meta)
+    frac = opts.get("sup_frac")
+    if not finite_number(frac) or not 0 < frac < 1:
+        return None
+    select = "random" if opts.get("sup_select") == "random" else "first"
+    seed = opts.get("seed") if isinstance(opts.get("seed"), int) and not isinstance(opts.get("seed"), bool) else 0
+    train = decoded.indices(TRAIN)
+    kept = train[labelled_mask(decoded.labels, train, SimpleNamespace(sup_frac=float(frac), sup_select=select,
+                                                                     seed=seed))[train]]
+    if not len(kept):
+        return None
+    rows = kept[:most]
+    pred = m.classify(np.ascontiguousarray(decoded.images[rows]), draws=0).argmax(-1).numpy()
+    read = label_metrics(pred, decoded.labels[rows], majority_classes(decoded.labels, train), decoded.label_names)
+    return {"balanced_accuracy": read["balanced_accuracy"], "images": int(len(kept))}
 
 
 class _Tensors:

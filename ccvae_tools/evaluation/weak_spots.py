@@ -253,6 +253,11 @@ def run_facts(meta: dict) -> dict:
 
 def eval_weak_spots(metrics: dict, meta: dict) -> list[str]:
     """The weak-spot lines of a `ccvae eval` report's metrics: its accuracy against the majority
-    baseline and its self-read edit success, with the run's facts from the weights' metadata."""
+    baseline, its self-read edit success and, for a few-label run, its labelled train images read
+    against the evaluated split (`labelled_read`), with the run's facts from the weights' metadata."""
+    read = _dict(metrics.get("labelled_read"))
+    images = _number(read.get("images"))
+    by_heart = [] if images is None else by_heart_lines(_dict(read.get("balanced_accuracy")),
+                                                         _dict(metrics.get("balanced_accuracy")), int(images))
     return weak_spot_lines(_dict(metrics.get("accuracy")), _dict(metrics.get("majority_baseline")),
-                           _dict(metrics.get(SELF_READ_KEY)).get("success"), **run_facts(meta))
+                           _dict(metrics.get(SELF_READ_KEY)).get("success"), **run_facts(meta), by_heart=by_heart)

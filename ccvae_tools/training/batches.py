@@ -9,21 +9,8 @@ import numpy as np
 import torch
 
 from ccvae_tools.data.base import Decoded
+from ccvae_tools.data.shared import labelled_mask  # noqa: F401  (where training and its tests look for it)
 from ccvae_tools.util.device import channels_last
-
-
-def labelled_mask(labels: np.ndarray, train_idx: np.ndarray, opts) -> np.ndarray:
-    """Which train examples keep their labels: the first sup_frac of the train split (the paper's
-    semantics), or a seeded random share. Returns a bool array over all examples."""
-    n_lab = int(round(opts.sup_frac * len(train_idx)))
-    n_lab = max(n_lab, 1) if len(train_idx) else 0
-    if (opts.sup_select or "first") == "first":         # None: not yet chosen by the recipe, the paper's
-        chosen = train_idx[:n_lab]
-    else:
-        chosen = np.sort(np.random.default_rng([opts.seed, 7]).permutation(train_idx)[:n_lab])
-    keep = np.zeros(len(labels), dtype=bool)
-    keep[chosen] = True
-    return keep
 
 
 def epoch_order(train_idx: np.ndarray, labelled: np.ndarray, opts, epoch: int,
