@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from types import SimpleNamespace
 from collections import Counter
 from pathlib import Path
 
@@ -35,10 +34,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ccvae_tools.data.base import TRAIN, VALID, TEST  # noqa: E402
 from ccvae_tools.evaluation.metrics import fit_softmax_regression, label_metrics, majority_classes  # noqa: E402
-from ccvae_tools.evaluation.run import open_eval_data  # noqa: E402
+from ccvae_tools.evaluation.run import open_eval_data, run_labelled_rows  # noqa: E402
 from ccvae_tools.evaluation.truth import load_ground_truth  # noqa: E402
 from ccvae_tools.model.api import load  # noqa: E402
-from ccvae_tools.training.batches import labelled_mask  # noqa: E402
 
 SPLITS = {"train": TRAIN, "valid": VALID, "test": TEST}
 BREAKDOWN_BELOW = 0.85           # model balanced accuracy under which a label's variants are listed
@@ -59,19 +57,17 @@ def probe_predictions(mu_train: np.ndarray, labels_train: np.ndarray, mu_eval: n
 def train_split_readings(m, data, train_idx: np.ndarray) -> tuple[dict, dict, int]:
     """The model's balanced accuracy per label on the train images the run kept labels for and on
     the rest (selected as training selected them, from the run's options in the weights file)."""
-    train_opts = m.meta.get("ccvae.train", {}).get("options", {})
-    opts = SimpleNamespace(sup_frac=float(train_opts.get("sup_frac", 1.0)),
-                           sup_select=train_opts.get("sup_select", "first"), seed=int(train_opts.get("seed", 0)))
-    kept = labelled_mask(data.labels, train_idx, opts)
+    kept = run_labelled_rows(data, m.meta)
+    kept = train_idx if kept is None else kept
     majority = majority_classes(data.labels, train_idx)
     out = []
-    for rows in (train_idx[kept[train_idx]], train_idx[~kept[train_idx]]):
+    for rows in (kept, np.setdiff1d(train_idx, kept)):
         if len(rows) == 0:
             out.append({})
             continue
         pred = m.classify(np.ascontiguousarray(data.images[rows]), draws=0).argmax(-1).numpy()
         out.append(label_metrics(pred, data.labels[rows], majority, m.label_names)["balanced_accuracy"])
-    return out[0], out[1], int(kept[train_idx].sum())
+    return out[0], out[1], int(len(kept))
 
 
 def variant_rows(name: str, rare: int, truth_col: np.ndarray, variants: np.ndarray, model_pred: np.ndarray,

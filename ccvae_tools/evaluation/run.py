@@ -128,32 +128,43 @@ def run_eval(m, weights: Path, data: Path, catalog, decoded, split: int, *, judg
             **report}
 
 
-def labelled_train_read(m, decoded, meta: dict, most: int = 2000) -> dict | None:
-    """The model's balanced accuracy per label on the train images its run kept labels for (up to
-    `most` of them, at the posterior mean, as training's held-out pass reads), selected again from
-    the run's options in the weights file: {"balanced_accuracy": ..., "images": how many are
-    labelled}; None when the run had every train image labelled, or none."""
+def run_labelled_rows(decoded, meta: dict) -> np.ndarray | None:
+    """The train images a run kept labels for (those with at least one known label), selected again
+    from its options in the weights file as `ccvae train --sup-frac` selected them; None when the
+    run had every train image labelled, or the file does not say."""
     from types import SimpleNamespace
 
     from ccvae_tools.data.base import TRAIN
     from ccvae_tools.data.shared import labelled_mask
-    from ccvae_tools.evaluation.metrics import label_metrics, majority_classes
     from ccvae_tools.util.ranges import finite_number
 
     opts = _train_options(meta)
-    frac = opts.get("sup_frac")
+    frac, seed = opts.get("sup_frac"), opts.get("seed")
     if not finite_number(frac) or not 0 < frac < 1:
         return None
     select = "random" if opts.get("sup_select") == "random" else "first"
-    seed = opts.get("seed") if isinstance(opts.get("seed"), int) and not isinstance(opts.get("seed"), bool) else 0
+    seed = int(seed) if finite_number(seed) and seed == int(seed) and seed >= 0 else 0
+    chosen = SimpleNamespace(sup_frac=float(frac), sup_select=select, seed=seed)
     train = decoded.indices(TRAIN)
-    kept = train[labelled_mask(decoded.labels, train, SimpleNamespace(sup_frac=float(frac), sup_select=select,
-                                                                     seed=seed))[train]]
-    if not len(kept):
+    kept = labelled_mask(decoded.labels, train, chosen) & ~np.isnan(decoded.labels).all(1)
+    return train[kept[train]]
+
+
+def labelled_train_read(m, decoded, meta: dict, most: int = 2000) -> dict | None:
+    """The model's balanced accuracy per label on the train images its run kept labels for (up to
+    `most` of them, at the posterior mean, as training's held-out pass reads):
+    {"balanced_accuracy": ..., "images": how many are labelled}; None when the run had every train
+    image labelled, or none."""
+    from ccvae_tools.data.base import TRAIN
+    from ccvae_tools.evaluation.metrics import label_metrics, majority_classes
+
+    kept = run_labelled_rows(decoded, meta)
+    if kept is None or not len(kept):
         return None
     rows = kept[:most]
     pred = m.classify(np.ascontiguousarray(decoded.images[rows]), draws=0).argmax(-1).numpy()
-    read = label_metrics(pred, decoded.labels[rows], majority_classes(decoded.labels, train), decoded.label_names)
+    majority = majority_classes(decoded.labels, decoded.indices(TRAIN))
+    read = label_metrics(pred, decoded.labels[rows], majority, decoded.label_names)
     return {"balanced_accuracy": read["balanced_accuracy"], "images": int(len(kept))}
 
 
