@@ -14,6 +14,11 @@
   the best accuracy, which is what "above its majority baseline" asks of a rare label;
 - the majority baseline, from the train split.
 
+`--fit-frac F` fits both probes on only the train images that `ccvae train --sup-frac F` keeps
+(the first share, the paper's selection) instead of all of them: how far F's labels go on these
+codes, read the way a balanced linear classifier would read them; `--pixels` adds the same probe of
+the raw pixels, the reading that needs no model at all.
+
 DATA is the folder the model was trained on. For generated avatars (`ccvae data avatars`: their
 avatars.csv records how each face was drawn), each label whose model balanced accuracy is below
 0.85 is broken down by the variants of its rarer class: how many of each the split has, and the
@@ -26,6 +31,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections import Counter
+from types import SimpleNamespace
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +39,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ccvae_tools.data.base import TRAIN, VALID, TEST  # noqa: E402
+from ccvae_tools.data.shared import labelled_mask  # noqa: E402
 from ccvae_tools.evaluation.metrics import fit_softmax_regression, label_metrics, majority_classes  # noqa: E402
 from ccvae_tools.evaluation.run import open_eval_data, run_labelled_rows  # noqa: E402
 from ccvae_tools.evaluation.truth import load_ground_truth  # noqa: E402
@@ -49,6 +56,9 @@ def probe_predictions(mu_train: np.ndarray, labels_train: np.ndarray, mu_eval: n
     for i in range(labels_train.shape[1]):
         known = ~np.isnan(labels_train[:, i])
         y = labels_train[known, i].astype(np.int64)
+        if len(np.unique(y)) < 2:            # a few labels may hold one class only: answer it
+            pred[:, i] = y[0] if len(y) else 0
+            continue
         predict = fit_softmax_regression(mu_train[known], y, int(y.max()) + 1, balanced=balanced)
         pred[:, i] = predict(mu_eval)
     return pred
@@ -70,6 +80,13 @@ def train_split_readings(m, data, train_idx: np.ndarray) -> tuple[dict, dict, in
     return out[0], out[1], int(len(kept))
 
 
+def fit_rows(data, train_idx: np.ndarray, frac: float) -> np.ndarray:
+    """The train images that `--sup-frac frac` keeps (the first share), less those with no label."""
+    keep = labelled_mask(data.labels, train_idx, SimpleNamespace(sup_frac=frac, sup_select="first", seed=0))
+    keep &= ~np.isnan(data.labels).all(1)
+    return train_idx[keep[train_idx]]
+
+
 def variant_rows(name: str, rare: int, truth_col: np.ndarray, variants: np.ndarray, model_pred: np.ndarray,
                  probe_pred: np.ndarray, top: int) -> list[str]:
     """One row per variant of the rarer class: count, share found by the model and by the probe."""
@@ -89,25 +106,35 @@ def main() -> None:
     ap.add_argument("model", type=Path)
     ap.add_argument("--split", choices=sorted(SPLITS), default="valid")
     ap.add_argument("--variants", type=int, default=6, help="variants listed per weak label")
+    ap.add_argument("--fit-frac", type=float, default=None,
+                    help="fit the probes on the first F of the train split only (default: all of it)")
+    ap.add_argument("--pixels", action="store_true", help="also a balanced probe of the raw pixels")
     args = ap.parse_args()
 
     m = load(args.model)
     _, data = open_eval_data(args.data, m.meta, None, None, None, workers=1)
     names = m.label_names
     train_idx, eval_idx = data.indices(TRAIN), data.indices(SPLITS[args.split])
-    mu_train = m.encode(np.ascontiguousarray(data.images[train_idx]))[0].numpy()
+    fit_idx = train_idx if args.fit_frac is None else fit_rows(data, train_idx, args.fit_frac)
+    mu_train = m.encode(np.ascontiguousarray(data.images[fit_idx]))[0].numpy()
     mu_eval = m.encode(np.ascontiguousarray(data.images[eval_idx]))[0].numpy()
     truth = data.labels[eval_idx]
     majority = majority_classes(data.labels, train_idx)
     model_pred = m.classify(np.ascontiguousarray(data.images[eval_idx]), draws=0).argmax(-1).numpy()
-    probe_pred = probe_predictions(mu_train, data.labels[train_idx], mu_eval)
-    plain = label_metrics(probe_predictions(mu_train, data.labels[train_idx], mu_eval, balanced=False),
+    probe_pred = probe_predictions(mu_train, data.labels[fit_idx], mu_eval)
+    plain = label_metrics(probe_predictions(mu_train, data.labels[fit_idx], mu_eval, balanced=False),
                           truth, majority, names)
     ours, probe = (label_metrics(p, truth, majority, names) for p in (model_pred, probe_pred))
     on_labelled, on_unlabelled, n_labelled = train_split_readings(m, data, train_idx)
 
     print(f"{args.model} on {args.data}, {args.split} split ({len(eval_idx)} images); probe fitted on "
-          f"{len(train_idx)} train images, all labelled; the run kept labels for {n_labelled} of them\n")
+          f"{len(fit_idx)} train images, all labelled; the run kept labels for {n_labelled} of them\n")
+    if args.pixels:
+        pixels = lambda rows: np.asarray(data.images[rows], dtype=np.float32).reshape(len(rows), -1)
+        on_pixels = label_metrics(probe_predictions(pixels(fit_idx), data.labels[fit_idx], pixels(eval_idx)),
+                                  truth, majority, names)
+        print(f"balanced probe of the pixels: mean balanced accuracy {on_pixels['mean_balanced_accuracy']:.3f} ("
+              + ", ".join(f"{n} {on_pixels['balanced_accuracy'][n]:.3f}" for n in names) + ")\n")
     print("| label | majority baseline | model accuracy | model balanced | model balanced, labelled train images "
           "| unlabelled train images | probe, all z: accuracy | balanced | plain probe: accuracy |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
