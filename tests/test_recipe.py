@@ -4,6 +4,7 @@ auto, why it says so, and that what the user or `--preset paper` sets is kept.""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -145,3 +146,28 @@ def test_a_first_fraction_with_every_class_stays_the_papers():
     assert _first_fraction_lacks(catalog, train, SimpleNamespace(sup_frac=0.25, seed=0)) == "a = 1"
     # a class too rare to be expected 5 times in the first share is no sign of an order
     assert _first_fraction_lacks(catalog, train, SimpleNamespace(sup_frac=0.1, seed=0)) is None
+
+
+def test_rare_classes_with_few_labelled_images_are_named_before_training(tmp_path, capsys):
+    csv = _glyph_csv(tmp_path / "glyphs", n=200, blank_from=50)     # 50 labelled rows: 25 of each class
+    _, recipe, err = _dry_run(csv, tmp_path, capsys)
+    err = " ".join(err.split())                                     # the console wraps long lines
+    assert re.search(r"warning: few labelled images of bold = \d \(\d+\), italic = \d \(\d+\)", err), err
+    assert err.endswith("label more of them")                     # blank cells: no --sup-frac to raise
+    assert all(c["option"] != "thin_classes" for c in recipe)                     # a note, not a choice
+
+
+def test_thin_classes_count_the_rarer_class_of_the_labelled_rows_only():
+    from types import SimpleNamespace
+
+    from ccvae_tools.data.base import Label
+    from ccvae_tools.training.recipe import THIN_CLASS_BELOW, _thin_classes, thin_class_note
+
+    labels = np.array([[k % 10 == 0, 1] for k in range(600)], dtype=np.float32)   # a: 60 of class 1
+    labels[300:, 0] = np.nan                                                       # half of a unknown
+    catalog = SimpleNamespace(labels=labels, label_info=[Label("a"), Label("b")])
+    thin = _thin_classes(catalog, np.arange(600))
+    assert thin == (("a = 1", 30),)          # b holds one class only: no rare class to name
+    facts = DataFacts(600, 600, 3, None, None, thin)
+    assert f"fewer than {THIN_CLASS_BELOW}" in thin_class_note(facts, 0.5) and "--sup-frac" in thin_class_note(facts, 0.5)
+    assert thin_class_note(DataFacts(600, 600, 3, None), 0.5) is None

@@ -37,7 +37,7 @@ from ccvae_tools.training.distributed import Dist, broadcast_path, init_distribu
 from ccvae_tools.training.options import TrainOptions, check_options, parse_widths, take_shape_from
 from ccvae_tools.training.previews import write_preview
 from ccvae_tools.training.progress import ProgressLog
-from ccvae_tools.training.recipe import Choice, choose_recipe, data_facts
+from ccvae_tools.training.recipe import Choice, choose_recipe, data_facts, thin_class_note
 from ccvae_tools.training.resume import check_fits, start_or_resume
 from ccvae_tools.training.runs import describe_data, new_run_dir, position, print_options, write_json
 from ccvae_tools.training.state import STATE_FILE, save_state
@@ -112,10 +112,14 @@ def train(opts: TrainOptions, resume: str | None = None, dry_run: bool = False,
     if opts.init_from and state is None:
         take_shape_from(opts)
     catalog = _open_data(opts)
-    recipe = choose_recipe(opts, data_facts(catalog, opts))   # a resumed run's options are all set: no choice
+    facts = data_facts(catalog, opts)
+    recipe = choose_recipe(opts, facts)   # a resumed run's options are all set: no choice
     check_options(opts)
     if run is None and dist.main:
         run = _new_run(opts, catalog, recipe)
+        note = thin_class_note(facts, opts.sup_frac)
+        if note:
+            warn(note)
     if dry_run:
         return run
     if dist.grouped:

@@ -40,6 +40,10 @@ SAMPLE_IMAGES = 64               # source images read to decide
 # share of that class would put at least this many there (typefaces sorted by family: 0 serif
 # letters among the first 529, where 41 % of the split's known ones would put over 130)
 EXPECTED_AT_LEAST = 5
+# a two-class label whose rarer class has fewer labelled train images than this was read no better
+# than its majority baseline in every run measured (Gray_Hair with 35 at 6 %, Monospace with 38;
+# Blond_Hair and Brown_Hair with 97 and 92 were read above it; docs/experiments.md)
+THIN_CLASS_BELOW = 50
 
 
 @dataclass(frozen=True)
@@ -66,6 +70,7 @@ class DataFacts:
     channels: int
     near_binary_share: float | None  # of the sampled pixels; None when no image could be read
     first_lacks: str | None = None   # "Serif = 1": a class the first fraction lacks; None: it has them all
+    thin_classes: tuple[tuple[str, int], ...] = ()   # ("Gray_Hair = 1", 35): two-class labels' rare, thin classes
 
     @property
     def labelled_share(self) -> float:
@@ -82,7 +87,35 @@ def data_facts(catalog: Catalog, opts) -> DataFacts:
     share = None
     if catalog.preprocess.channels == 1:
         share = _near_binary_share(catalog, train_idx)
-    return DataFacts(len(train_idx), int((kept & known).sum()), catalog.preprocess.channels, share, lacks)
+    thin = _thin_classes(catalog, train_idx[kept & known]) if kept.any() else ()
+    return DataFacts(len(train_idx), int((kept & known).sum()), catalog.preprocess.channels, share, lacks, thin)
+
+
+def _thin_classes(catalog: Catalog, labelled_rows: np.ndarray) -> tuple[tuple[str, int], ...]:
+    """("Gray_Hair = 1", 35) for each two-class label whose rarer class has fewer than
+    THIN_CLASS_BELOW labelled train images, but some."""
+    from ccvae_tools.util.text import safe_text
+
+    thin = []
+    for i, lab in enumerate(catalog.label_info):
+        if lab.num_classes != 2:
+            continue
+        col = catalog.labels[labelled_rows, i]
+        counts = np.bincount(col[~np.isnan(col)].astype(int), minlength=2)[:2]
+        rare = int(counts.argmin())
+        if 0 < counts[rare] < THIN_CLASS_BELOW:        # none at all: no rare class (or the data report's matter)
+            thin.append((f"{safe_text(lab.name)} = {safe_text(lab.classes[rare])}", int(counts[rare])))
+    return tuple(thin)
+
+
+def thin_class_note(facts: DataFacts, sup_frac: float = 1.0) -> str | None:
+    """One line before training on the rare classes with few labelled images; None when there are none."""
+    if not facts.thin_classes:
+        return None
+    listed = ", ".join(f"{name} ({n})" for name, n in facts.thin_classes)
+    more = "label more of them" + (" or raise --sup-frac" if sup_frac < 1 else "")
+    return (f"few labelled images of {listed}: a class with fewer than {THIN_CLASS_BELOW} was read no better "
+            f"than its label's majority baseline in our measurements (docs/experiments.md); {more}")
 
 
 def _kept(catalog: Catalog, train_idx: np.ndarray, opts, select: str) -> np.ndarray:
