@@ -31,8 +31,8 @@ from __future__ import annotations
 import argparse
 import sys
 from collections import Counter
-from types import SimpleNamespace
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 

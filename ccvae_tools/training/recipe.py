@@ -87,7 +87,7 @@ def data_facts(catalog: Catalog, opts) -> DataFacts:
     share = None
     if catalog.preprocess.channels == 1:
         share = _near_binary_share(catalog, train_idx)
-    thin = _thin_classes(catalog, train_idx[kept & known]) if kept.any() else ()
+    thin = _thin_classes(catalog, train_idx[kept & known])
     return DataFacts(len(train_idx), int((kept & known).sum()), catalog.preprocess.channels, share, lacks, thin)
 
 
